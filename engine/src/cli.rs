@@ -1,0 +1,115 @@
+//! The command line: `prognos detect`, `forecast`, `eval nab`, `eval forecast`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use prognos_models::forecast::ModelKind;
+
+/// prognos — anomaly prediction and alerting for Prometheus stacks.
+///
+/// The offline commands run the same models as the live engine on CSV files
+/// with columns `timestamp,value` (timestamps as `2014-04-01 00:05:00` UTC,
+/// RFC 3339 or Unix seconds).
+#[derive(Debug, Parser)]
+#[command(name = "prognos", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score every row of a series for anomalies, causally (a row's score uses only the rows up to it).
+    Detect(DetectArgs),
+    /// Forecast the steps after the last row, with a calibrated band.
+    Forecast(ForecastArgs),
+    /// Measure the models: NAB anomaly score, forecast accuracy.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+/// `prognos detect`.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// CSV with columns timestamp,value.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// CSV to write: the input rows in the same order with an anomaly_score column ("-" for stdout).
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+/// `prognos forecast`.
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// CSV with columns timestamp,value (any order; gaps and repeats are resampled).
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Steps to forecast after the last input row (0 writes only the header).
+    #[arg(long)]
+    pub horizon: usize,
+    /// Level of the band, strictly between 0 and 1.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Model: auto picks by rolling-origin validation on the series' own history.
+    #[arg(long, default_value_t = ModelKind::Auto, value_parser = parse_model)]
+    pub model: ModelKind,
+    /// CSV to write: timestamp,yhat,yhat_lower,yhat_upper ("-" for stdout).
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+/// `prognos eval …`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Run the detector over a NAB-layout folder and score it by NAB's rules.
+    Nab(EvalNabArgs),
+    /// MASE and interval coverage by rolling origin, beside seasonal naive and linear.
+    Forecast(EvalForecastArgs),
+}
+
+/// `prognos eval nab`.
+#[derive(Debug, Args)]
+pub struct EvalNabArgs {
+    /// Folder holding <category>/<file>.csv.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// NAB's combined_windows.json.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Also print per-file detections under the standard profile.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Write every row's score to this folder, mirroring the input layout.
+    #[arg(long)]
+    pub scores_dir: Option<PathBuf>,
+}
+
+/// `prognos eval forecast`.
+#[derive(Debug, Args)]
+pub struct EvalForecastArgs {
+    /// Folder of timestamp,value CSV files (searched recursively).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Horizons in steps, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [12usize, 288])]
+    pub horizons: Vec<usize>,
+    /// Level of the bands.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// The model under test (compared with seasonal_naive and linear).
+    #[arg(long, default_value_t = ModelKind::Auto, value_parser = parse_model)]
+    pub model: ModelKind,
+    /// Rolling origins per series.
+    #[arg(long, default_value_t = 8)]
+    pub origins: usize,
+    /// Only series with this step in seconds (0 for all).
+    #[arg(long, default_value_t = 300)]
+    pub step: i64,
+}
+
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    s.parse().map_err(|e: prognos_models::Error| e.to_string())
+}

@@ -1,0 +1,98 @@
+//! `prognos eval forecast`: MASE and interval coverage by rolling origin, the
+//! model under test beside seasonal naive and linear, at several horizons.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+use prognos_models::accuracy::{HorizonAccuracy, rolling_origin};
+use prognos_models::forecast::{Level, ModelKind};
+use prognos_models::series::Series;
+
+use crate::cli::EvalForecastArgs;
+use crate::{nab_corpus, progress, table};
+
+/// Evaluates every series under `args.data` and returns the printed table.
+pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
+    let level = Level::try_from(args.level).context("--level")?;
+    if args.horizons.is_empty() || args.horizons.contains(&0) {
+        bail!("--horizons: expected positive step counts such as 12,288");
+    }
+    let mut paths = Vec::new();
+    nab_corpus::collect_csv(&args.data, &mut paths)?;
+    let mut models = vec![args.model, ModelKind::SeasonalNaive, ModelKind::Linear];
+    models.dedup();
+    let bar = progress::bar(paths.len() as u64, "evaluating");
+    // per model, per horizon: (sum of MASE, series, points inside, points)
+    let mut totals = vec![vec![(0.0, 0usize, 0.0, 0.0); args.horizons.len()]; models.len()];
+    let mut used = 0;
+    let mut skipped = Vec::new();
+    for path in &paths {
+        bar.set_message(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        bar.inc(1);
+        let t = table::read(path)?;
+        if t.rows.len() < 2 {
+            skipped.push(format!("{}: fewer than 2 rows", path.display()));
+            continue;
+        }
+        let (series, _) = Series::from_points(&t.points(), None)?;
+        if args.step != 0 && series.step() != args.step {
+            continue;
+        }
+        let results: Result<Vec<Vec<HorizonAccuracy>>, _> = models
+            .iter()
+            .map(|&m| rolling_origin(&series, m, &args.horizons, level, args.origins))
+            .collect();
+        match results {
+            Ok(results) => {
+                used += 1;
+                for (mi, per_h) in results.iter().enumerate() {
+                    for (hi, a) in per_h.iter().enumerate() {
+                        if a.mase.is_finite() {
+                            let tot = &mut totals[mi][hi];
+                            tot.0 += a.mase;
+                            tot.1 += 1;
+                            tot.2 += a.coverage * a.origins as f64;
+                            tot.3 += a.origins as f64;
+                        }
+                    }
+                }
+            }
+            Err(e) => skipped.push(format!("{}: {e}", path.display())),
+        }
+    }
+    bar.finish_and_clear();
+    let mut s = format!(
+        "forecast accuracy: {used} series, {} origins each, band level {}\n\n{:<16}",
+        args.origins, args.level, "model"
+    );
+    for h in &args.horizons {
+        let _ = write!(
+            s,
+            " {:>14} {:>10}",
+            format!("MASE@{h}"),
+            format!("cover@{h}")
+        );
+    }
+    s.push('\n');
+    for (mi, m) in models.iter().enumerate() {
+        let _ = write!(s, "{:<16}", m.as_str());
+        for tot in &totals[mi] {
+            let mase = if tot.1 > 0 {
+                tot.0 / tot.1 as f64
+            } else {
+                f64::NAN
+            };
+            let cover = if tot.3 > 0.0 { tot.2 / tot.3 } else { f64::NAN };
+            let _ = write!(s, " {mase:>14.3} {:>9.1}%", 100.0 * cover);
+        }
+        s.push('\n');
+    }
+    for k in skipped {
+        let _ = writeln!(s, "skipped {k}");
+    }
+    Ok(s)
+}

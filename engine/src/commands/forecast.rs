@@ -1,0 +1,67 @@
+//! `prognos forecast`: fit a model on a CSV series and write the forecast
+//! with its calibrated band.
+
+use anyhow::{Context, Result, bail};
+use prognos_models::forecast::{Level, fit_model};
+use prognos_models::series::Series;
+
+use crate::cli::ForecastArgs;
+use crate::{table, timestamp};
+
+/// Fits `args.model` on `args.input` and writes `args.horizon` steps.
+///
+/// The input is resampled to its most common step (gaps interpolated for
+/// fitting; repeated timestamps averaged). A horizon of zero writes only the
+/// header. Fewer than two rows with values is an error.
+pub fn forecast(args: &ForecastArgs) -> Result<()> {
+    let level = Level::try_from(args.level).context("--level")?;
+    let input = table::read(&args.input)?;
+    let observed = input.rows.iter().filter(|r| r.value.is_finite()).count();
+    if observed < 2 {
+        bail!(
+            "{}: need at least 2 rows with values to forecast, got {observed} (of {} rows)",
+            args.input.display(),
+            input.rows.len()
+        );
+    }
+    let (series, report) = Series::from_points(&input.points(), None)
+        .with_context(|| format!("{}: resampling", args.input.display()))?;
+    if report.out_of_order + report.merged + report.non_finite + report.missing_slots > 0 {
+        tracing::warn!(
+            out_of_order = report.out_of_order,
+            merged = report.merged,
+            missing_values = report.non_finite,
+            gaps = report.missing_slots,
+            step_secs = series.step(),
+            "Input is irregular; resampled."
+        );
+    }
+    let mut out = table::writer(&args.output)?;
+    let werr = |e| table::write_error(&args.output, e);
+    out.write_record(["timestamp", "yhat", "yhat_lower", "yhat_upper"])
+        .map_err(werr)?;
+    if args.horizon > 0 {
+        let y = series.interpolated();
+        let model = fit_model(args.model, &y, series.step(), args.horizon)
+            .with_context(|| format!("{}: fitting {}", args.input.display(), args.model))?;
+        let f = model.forecast(args.horizon, level);
+        tracing::info!(
+            model = model.model.name(),
+            points = y.len(),
+            step_secs = series.step(),
+            "Fitted."
+        );
+        for k in 0..f.len() {
+            let ts = timestamp::format(series.timestamp_at(series.len() + k), input.style);
+            out.write_record([ts, num(f.point[k]), num(f.lower[k]), num(f.upper[k])])
+                .map_err(werr)?;
+        }
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    Ok(())
+}
+
+fn num(v: f64) -> String {
+    format!("{v}")
+}

@@ -1,0 +1,29 @@
+//! The commands behind the CLI, one module each.
+
+mod detect;
+mod eval_forecast;
+mod eval_nab;
+mod forecast;
+
+pub use detect::detect;
+pub use eval_forecast::eval_forecast;
+pub use eval_nab::{NabRun, eval_nab};
+pub use forecast::forecast;
+
+use crate::cli::{Cli, Command, EvalCommand};
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Detect(args) => detect(&args),
+        Command::Forecast(args) => forecast(&args),
+        Command::Eval(EvalCommand::Nab(args)) => {
+            eval_nab(&args).map(|run| print!("{}", run.report(args.verbose)))
+        }
+        Command::Eval(EvalCommand::Forecast(args)) => {
+            let table = eval_forecast(&args)?;
+            print!("{table}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The prognos engine: the command line and everything behind it. `main.rs`
+//! only dispatches here, so integration tests use the same code.
+//!
+//! - [`cli`]: the command-line interface (clap).
+//! - [`table`]: reading and writing `timestamp,value` CSV with errors that
+//!   name file, line and column.
+//! - [`timestamp`]: the timestamp formats prognos reads and writes.
+//! - [`commands`]: `detect`, `forecast`, `eval nab`, `eval forecast`.
+//! - [`nab_corpus`]: loading a NAB-layout folder and its label windows.
+
+pub mod cli;
+pub mod commands;
+pub mod logging;
+pub mod nab_corpus;
+pub mod progress;
+pub mod table;
+pub mod timestamp;
