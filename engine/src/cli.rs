@@ -108,6 +108,9 @@ pub struct EvalForecastArgs {
     /// Only series with this step in seconds (0 for all).
     #[arg(long, default_value_t = 300)]
     pub step: i64,
+    /// Also print each series' figures for the model under test.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 fn parse_model(s: &str) -> Result<ModelKind, String> {

@@ -19,8 +19,10 @@ pub struct HorizonAccuracy {
     pub mase: f64,
     /// Fraction of observed points inside the band.
     pub coverage: f64,
-    /// Origins that contributed.
+    /// Origins that contributed to MASE (those with a non-zero scale).
     pub origins: usize,
+    /// Observed points compared with the band.
+    pub points: usize,
 }
 
 /// Evaluates `kind` on `series` at each of `horizons` from `origins` origins.
@@ -71,13 +73,13 @@ pub fn rolling_origin(
                     inside += usize::from(actual >= f.lower[k] && actual <= f.upper[k]);
                 }
             }
+            let s = &mut sums[j];
             if cnt > 0 && scale > 0.0 {
-                let s = &mut sums[j];
                 s.0 += abs / cnt as f64 / scale;
                 s.1 += 1;
-                s.2 += inside;
-                s.3 += cnt;
             }
+            s.2 += inside;
+            s.3 += cnt;
         }
     }
     Ok(horizons
@@ -92,6 +94,7 @@ pub fn rolling_origin(
                 f64::NAN
             },
             origins: k,
+            points: total,
         })
         .collect())
 }

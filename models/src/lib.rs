@@ -15,6 +15,7 @@ pub mod forecast;
 pub mod nab;
 pub mod seasonality;
 pub mod series;
+pub mod synthetic;
 pub mod threshold;
 
 pub use error::{Error, Result};

@@ -26,6 +26,7 @@ pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
     let mut totals = vec![vec![(0.0, 0usize, 0.0, 0.0); args.horizons.len()]; models.len()];
     let mut used = 0;
     let mut skipped = Vec::new();
+    let mut per_series = String::new();
     for path in &paths {
         bar.set_message(
             path.file_name()
@@ -49,14 +50,27 @@ pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
         match results {
             Ok(results) => {
                 used += 1;
+                if args.verbose {
+                    let _ = write!(
+                        per_series,
+                        "{:<60}",
+                        path.strip_prefix(&args.data).unwrap_or(path).display()
+                    );
+                    for a in &results[0] {
+                        let _ = write!(per_series, " {:>8.3} {:>6.1}%", a.mase, 100.0 * a.coverage);
+                    }
+                    per_series.push('\n');
+                }
                 for (mi, per_h) in results.iter().enumerate() {
                     for (hi, a) in per_h.iter().enumerate() {
+                        let tot = &mut totals[mi][hi];
                         if a.mase.is_finite() {
-                            let tot = &mut totals[mi][hi];
                             tot.0 += a.mase;
                             tot.1 += 1;
-                            tot.2 += a.coverage * a.origins as f64;
-                            tot.3 += a.origins as f64;
+                        }
+                        if a.points > 0 {
+                            tot.2 += a.coverage * a.points as f64;
+                            tot.3 += a.points as f64;
                         }
                     }
                 }
@@ -90,6 +104,13 @@ pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
             let _ = write!(s, " {mase:>14.3} {:>9.1}%", 100.0 * cover);
         }
         s.push('\n');
+    }
+    if args.verbose {
+        let _ = write!(
+            s,
+            "\nper series ({}: MASE and coverage at each horizon):\n{per_series}",
+            models[0]
+        );
     }
     for k in skipped {
         let _ = writeln!(s, "skipped {k}");

@@ -28,6 +28,9 @@ const LADDER: [usize; 24] = [
 /// Error quantiles per horizon knot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Calibration {
+    /// Local scale at the end of the training data: errors are stored in
+    /// units of the local scale at their origin, and bands multiply back.
+    scale: f64,
     knots: Vec<u32>,
     counts: Vec<u32>,
     quantiles: Vec<[f32; PROBS.len()]>,
@@ -62,7 +65,9 @@ impl Calibration {
             (0..count).map(|i| first + i * span / count).collect()
         };
         let forecasts = model.replay(y, &origins, &knots);
+        let local = LocalScale::new(y);
         let mut out = Self {
+            scale: local.at(n),
             knots: Vec::new(),
             counts: Vec::new(),
             quantiles: Vec::new(),
@@ -74,7 +79,7 @@ impl Calibration {
                 let target = o + h - 1;
                 let f = forecasts[i * knots.len() + j];
                 if target < n && f.is_finite() {
-                    errors.push(y[target] - f);
+                    errors.push((y[target] - f) / local.at(o));
                 }
             }
             if errors.len() < MIN_ERRORS {
@@ -103,6 +108,7 @@ impl Calibration {
             (diffs.iter().map(|d| (d - m).powi(2)).sum::<f64>() / diffs.len() as f64).sqrt()
         };
         Self {
+            scale: 1.0,
             knots: vec![1],
             counts: vec![u32::MAX],
             quantiles: vec![PROBS.map(|p| (sigma * normal_quantile(p)) as f32)],
@@ -111,6 +117,10 @@ impl Calibration {
 
     /// The error quantile at probability `p` for step `h` (1-based).
     pub fn error_quantile(&self, h: usize, p: f64) -> f64 {
+        self.scale * self.normalised_quantile(h, p)
+    }
+
+    fn normalised_quantile(&self, h: usize, p: f64) -> f64 {
         let h = h.max(1) as f64;
         let last = self.knots.len() - 1;
         let at = |k: usize| {
@@ -140,6 +150,45 @@ impl Calibration {
     /// Approximate size in bytes.
     pub fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.knots.len() * (8 + 4 * PROBS.len())
+    }
+}
+
+/// The local scale of a series at each point: the mean absolute change over
+/// the window before it, floored at a tenth of the whole series' so quiet
+/// stretches do not make bands vanish. Normalising errors by it keeps them
+/// exchangeable when a series moves between calm and busy regimes
+/// (normalised conformal prediction).
+struct LocalScale {
+    prefix: Vec<f64>,
+    window: usize,
+    floor: f64,
+}
+
+impl LocalScale {
+    fn new(y: &[f64]) -> Self {
+        let mut prefix = Vec::with_capacity(y.len());
+        prefix.push(0.0);
+        for w in y.windows(2) {
+            let last = prefix[prefix.len() - 1];
+            prefix.push(last + (w[1] - w[0]).abs());
+        }
+        let total = prefix[prefix.len() - 1] / (prefix.len().max(2) - 1) as f64;
+        let floor = (total * 0.1).max(f64::MIN_POSITIVE);
+        Self {
+            window: (y.len() / 6).clamp(12, 288),
+            prefix,
+            floor,
+        }
+    }
+
+    /// The scale from the changes before index `o` (exclusive).
+    fn at(&self, o: usize) -> f64 {
+        let end = o.saturating_sub(1).min(self.prefix.len() - 1);
+        let start = end.saturating_sub(self.window);
+        if end == start {
+            return 1.0_f64.max(self.floor);
+        }
+        ((self.prefix[end] - self.prefix[start]) / (end - start) as f64).max(self.floor)
     }
 }
 
