@@ -1,0 +1,273 @@
+//! The offline CLI end to end: the real `prognos` binary on real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use prognos_models::synthetic::{Shape, series};
+
+fn prognos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prognos"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("runs prognos")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&p, text).expect("write input");
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A week of 5-minute data with a daily season and a spike near the end.
+fn week_csv(n: usize) -> String {
+    let mut y = series(&Shape::default(), 1_700_000_000, n, 5);
+    if n > 1900 {
+        y[1900] += 400.0;
+    }
+    let mut text = String::from("timestamp,value\n");
+    for (i, v) in y.iter().enumerate() {
+        text.push_str(&format!("{},{v}\n", 1_700_000_000 + 300 * i as i64));
+    }
+    text
+}
+
+fn rows(text: &str) -> Vec<Vec<String>> {
+    text.lines().map(|l| l.split(',').map(str::to_owned).collect()).collect()
+}
+
+#[test]
+fn detect_keeps_rows_and_order_and_scores_in_unit_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "in.csv", &week_csv(2016));
+    let out = dir.path().join("out.csv");
+    let o = prognos(&["detect", "--input", s(&input), "--output", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = rows(&std::fs::read_to_string(&out).expect("output"));
+    let want = rows(&std::fs::read_to_string(&input).expect("input"));
+    assert_eq!(got[0], ["timestamp", "value", "anomaly_score"]);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want).skip(1) {
+        assert_eq!(g[..2], w[..2]);
+        let score: f64 = g[2].parse().expect("a number");
+        assert!((0.0..=1.0).contains(&score));
+    }
+    let spike: f64 = got[1901][2].parse().expect("a number");
+    assert!(spike >= 0.5, "the injected spike scores {spike}");
+}
+
+#[test]
+fn detect_is_causal_cutting_the_input_keeps_earlier_scores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = week_csv(2016);
+    let cut: String = full.lines().take(1201).map(|l| format!("{l}\n")).collect();
+    let (a, b) = (write(dir.path(), "full.csv", &full), write(dir.path(), "cut.csv", &cut));
+    let (oa, ob) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    assert!(prognos(&["detect", "-i", s(&a), "-o", s(&oa)]).status.success());
+    assert!(prognos(&["detect", "-i", s(&b), "-o", s(&ob)]).status.success());
+    let (ra, rb) = (
+        std::fs::read_to_string(&oa).expect("a"),
+        std::fs::read_to_string(&ob).expect("b"),
+    );
+    let ra: Vec<&str> = ra.lines().collect();
+    let rb: Vec<&str> = rb.lines().collect();
+    assert_eq!(rb.len(), 1201);
+    assert_eq!(ra[..1201], rb[..]);
+}
+
+#[test]
+fn detect_header_only_gives_header_only_and_bad_rows_name_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "h.csv", "timestamp,value\n");
+    let out = dir.path().join("o.csv");
+    assert!(prognos(&["detect", "-i", s(&input), "-o", s(&out)]).status.success());
+    assert_eq!(std::fs::read_to_string(&out).expect("out"), "timestamp,value,anomaly_score\n");
+
+    let bad = write(dir.path(), "bad.csv", "timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,twelve\n");
+    let o = prognos(&["detect", "-i", s(&bad), "-o", s(&out)]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.csv:3:2: field 'value': expected a number, got 'twelve'"), "{err}");
+
+    let empty = write(dir.path(), "empty.csv", "");
+    let o = prognos(&["detect", "-i", s(&empty), "-o", s(&out)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("empty file"));
+}
+
+#[test]
+fn detect_constant_series_is_not_anomalous_and_nan_rows_score_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..3000 {
+        let v = if i % 500 == 7 { "NaN".to_string() } else { "42".to_string() };
+        text.push_str(&format!("{},{v}\n", i * 60));
+    }
+    let input = write(dir.path(), "flat.csv", &text);
+    let out = dir.path().join("o.csv");
+    assert!(prognos(&["detect", "-i", s(&input), "-o", s(&out)]).status.success());
+    let got = std::fs::read_to_string(&out).expect("out");
+    assert!(got.lines().skip(1).all(|l| l.ends_with(",0.000000")), "a constant series scored");
+}
+
+#[test]
+fn forecast_writes_the_horizon_after_the_last_row_with_ordered_bands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "in.csv", &week_csv(2016));
+    let out = dir.path().join("f.csv");
+    let o = prognos(&["forecast", "-i", s(&input), "--horizon", "24", "--level", "0.9", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = rows(&std::fs::read_to_string(&out).expect("out"));
+    assert_eq!(got[0], ["timestamp", "yhat", "yhat_lower", "yhat_upper"]);
+    assert_eq!(got.len(), 25);
+    let last = 1_700_000_000 + 300 * 2015;
+    for (k, r) in got.iter().skip(1).enumerate() {
+        assert_eq!(r[0], (last + 300 * (k as i64 + 1)).to_string());
+        let v: Vec<f64> = r[1..].iter().map(|x| x.parse().expect("number")).collect();
+        assert!(v[1] <= v[0] && v[0] <= v[2], "row {k}: {v:?}");
+    }
+}
+
+#[test]
+fn forecast_follows_the_input_timestamp_style_and_handles_unsorted_repeats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "timestamp,value\n2014-04-01 00:10:00,3\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,2\n2014-04-01 00:05:00,2\n2014-04-01 00:15:00,4\n";
+    let input = write(dir.path(), "u.csv", text);
+    let out = dir.path().join("f.csv");
+    let o = prognos(&["forecast", "-i", s(&input), "--horizon", "2", "--model", "linear", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = rows(&std::fs::read_to_string(&out).expect("out"));
+    assert_eq!(got[1][0], "2014-04-01 00:20:00");
+    assert!((got[1][1].parse::<f64>().expect("number") - 5.0).abs() < 1e-9);
+    assert!((got[2][1].parse::<f64>().expect("number") - 6.0).abs() < 1e-9);
+}
+
+#[test]
+fn forecast_bad_input_gets_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("f.csv");
+    let one = write(dir.path(), "one.csv", "timestamp,value\n1,5\n");
+    let o = prognos(&["forecast", "-i", s(&one), "--horizon", "3", "-o", s(&out)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("need at least 2 rows with values"));
+
+    let ok = write(dir.path(), "ok.csv", "timestamp,value\n1,5\n2,6\n3,7\n");
+    let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "3", "--level", "1.5", "-o", s(&out)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("strictly between 0 and 1"));
+
+    let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "3", "--model", "prophet", "-o", s(&out)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must be one of"));
+
+    let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "0", "-o", s(&out)]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(&out).expect("out"), "timestamp,yhat,yhat_lower,yhat_upper\n");
+
+    let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "3", "--model", "mstl", "-o", s(&out)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mstl needs at least"));
+}
+
+#[test]
+fn forecast_constant_series_is_flat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..600 {
+        text.push_str(&format!("{},9.5\n", i * 300));
+    }
+    let input = write(dir.path(), "c.csv", &text);
+    let out = dir.path().join("f.csv");
+    assert!(prognos(&["forecast", "-i", s(&input), "--horizon", "12", "-o", s(&out)]).status.success());
+    for r in rows(&std::fs::read_to_string(&out).expect("out")).iter().skip(1) {
+        assert!((r[1].parse::<f64>().expect("number") - 9.5).abs() < 1e-9, "{r:?}");
+    }
+}
+
+#[test]
+fn eval_nab_scores_a_small_corpus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // A daily series with a level shift inside the labelled window.
+    let mut y = series(&Shape { step_secs: 300, ..Shape::default() }, 1_400_000_000, 4000, 9);
+    for v in &mut y[3000..] {
+        *v += 300.0;
+    }
+    let mut text = String::from("timestamp,value\n");
+    let ts = |i: i64| {
+        chrono::DateTime::from_timestamp(1_400_000_000 + 300 * i, 0)
+            .expect("valid")
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    for (i, v) in y.iter().enumerate() {
+        text.push_str(&format!("{},{v}\n", ts(i as i64)));
+    }
+    write(&data, "cat/shift.csv", &text);
+    let labels = write(
+        dir.path(),
+        "windows.json",
+        &format!("{{\"cat/shift.csv\": [[\"{}.000000\", \"{}.000000\"]]}}", ts(2800), ts(3200)),
+    );
+    let o = prognos(&["eval", "nab", "--data", s(&data), "--labels", s(&labels), "--verbose"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("NAB: 1 files, 4000 rows, 1 anomaly windows"), "{out}");
+    let standard: f64 = out
+        .lines()
+        .find(|l| l.starts_with("standard"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("a standard score");
+    assert!(standard > 50.0, "{out}");
+    assert!(out.contains("reward_low_FP_rate") && out.contains("reward_low_FN_rate"));
+}
+
+#[test]
+fn eval_nab_names_a_missing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let labels = write(dir.path(), "w.json", "{\"cat/nope.csv\": []}");
+    let o = prognos(&["eval", "nab", "--data", s(dir.path()), "--labels", s(&labels)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope.csv"));
+}
+
+#[test]
+fn eval_forecast_compares_with_baselines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a/week.csv", &week_csv(2016 * 2));
+    let o = prognos(&["eval", "forecast", "--data", s(dir.path()), "--horizons", "12,288", "--origins", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mase = |model: &str| -> f64 {
+        out.lines()
+            .find(|l| l.starts_with(model))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {model} row in {out}"))
+    };
+    assert!(mase("auto") < mase("linear"), "{out}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["detect", "--help"],
+        &["forecast", "--help"],
+        &["eval", "--help"],
+        &["eval", "nab", "--help"],
+        &["eval", "forecast", "--help"],
+    ] {
+        let o = prognos(args);
+        assert!(o.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{args:?}");
+    }
+}
