@@ -40,7 +40,9 @@ fn week_csv(n: usize) -> String {
 }
 
 fn rows(text: &str) -> Vec<Vec<String>> {
-    text.lines().map(|l| l.split(',').map(str::to_owned).collect()).collect()
+    text.lines()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
 }
 
 #[test]
@@ -68,10 +70,21 @@ fn detect_is_causal_cutting_the_input_keeps_earlier_scores() {
     let dir = tempfile::tempdir().expect("tempdir");
     let full = week_csv(2016);
     let cut: String = full.lines().take(1201).map(|l| format!("{l}\n")).collect();
-    let (a, b) = (write(dir.path(), "full.csv", &full), write(dir.path(), "cut.csv", &cut));
+    let (a, b) = (
+        write(dir.path(), "full.csv", &full),
+        write(dir.path(), "cut.csv", &cut),
+    );
     let (oa, ob) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
-    assert!(prognos(&["detect", "-i", s(&a), "-o", s(&oa)]).status.success());
-    assert!(prognos(&["detect", "-i", s(&b), "-o", s(&ob)]).status.success());
+    assert!(
+        prognos(&["detect", "-i", s(&a), "-o", s(&oa)])
+            .status
+            .success()
+    );
+    assert!(
+        prognos(&["detect", "-i", s(&b), "-o", s(&ob)])
+            .status
+            .success()
+    );
     let (ra, rb) = (
         std::fs::read_to_string(&oa).expect("a"),
         std::fs::read_to_string(&ob).expect("b"),
@@ -87,14 +100,28 @@ fn detect_header_only_gives_header_only_and_bad_rows_name_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write(dir.path(), "h.csv", "timestamp,value\n");
     let out = dir.path().join("o.csv");
-    assert!(prognos(&["detect", "-i", s(&input), "-o", s(&out)]).status.success());
-    assert_eq!(std::fs::read_to_string(&out).expect("out"), "timestamp,value,anomaly_score\n");
+    assert!(
+        prognos(&["detect", "-i", s(&input), "-o", s(&out)])
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("out"),
+        "timestamp,value,anomaly_score\n"
+    );
 
-    let bad = write(dir.path(), "bad.csv", "timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,twelve\n");
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        "timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,twelve\n",
+    );
     let o = prognos(&["detect", "-i", s(&bad), "-o", s(&out)]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.csv:3:2: field 'value': expected a number, got 'twelve'"), "{err}");
+    assert!(
+        err.contains("bad.csv:3:2: field 'value': expected a number, got 'twelve'"),
+        "{err}"
+    );
 
     let empty = write(dir.path(), "empty.csv", "");
     let o = prognos(&["detect", "-i", s(&empty), "-o", s(&out)]);
@@ -107,14 +134,25 @@ fn detect_constant_series_is_not_anomalous_and_nan_rows_score_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut text = String::from("timestamp,value\n");
     for i in 0..3000 {
-        let v = if i % 500 == 7 { "NaN".to_string() } else { "42".to_string() };
+        let v = if i % 500 == 7 {
+            "NaN".to_string()
+        } else {
+            "42".to_string()
+        };
         text.push_str(&format!("{},{v}\n", i * 60));
     }
     let input = write(dir.path(), "flat.csv", &text);
     let out = dir.path().join("o.csv");
-    assert!(prognos(&["detect", "-i", s(&input), "-o", s(&out)]).status.success());
+    assert!(
+        prognos(&["detect", "-i", s(&input), "-o", s(&out)])
+            .status
+            .success()
+    );
     let got = std::fs::read_to_string(&out).expect("out");
-    assert!(got.lines().skip(1).all(|l| l.ends_with(",0.000000")), "a constant series scored");
+    assert!(
+        got.lines().skip(1).all(|l| l.ends_with(",0.000000")),
+        "a constant series scored"
+    );
 }
 
 #[test]
@@ -122,7 +160,17 @@ fn forecast_writes_the_horizon_after_the_last_row_with_ordered_bands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write(dir.path(), "in.csv", &week_csv(2016));
     let out = dir.path().join("f.csv");
-    let o = prognos(&["forecast", "-i", s(&input), "--horizon", "24", "--level", "0.9", "-o", s(&out)]);
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&input),
+        "--horizon",
+        "24",
+        "--level",
+        "0.9",
+        "-o",
+        s(&out),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = rows(&std::fs::read_to_string(&out).expect("out"));
     assert_eq!(got[0], ["timestamp", "yhat", "yhat_lower", "yhat_upper"]);
@@ -141,7 +189,17 @@ fn forecast_follows_the_input_timestamp_style_and_handles_unsorted_repeats() {
     let text = "timestamp,value\n2014-04-01 00:10:00,3\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00,2\n2014-04-01 00:05:00,2\n2014-04-01 00:15:00,4\n";
     let input = write(dir.path(), "u.csv", text);
     let out = dir.path().join("f.csv");
-    let o = prognos(&["forecast", "-i", s(&input), "--horizon", "2", "--model", "linear", "-o", s(&out)]);
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&input),
+        "--horizon",
+        "2",
+        "--model",
+        "linear",
+        "-o",
+        s(&out),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = rows(&std::fs::read_to_string(&out).expect("out"));
     assert_eq!(got[1][0], "2014-04-01 00:20:00");
@@ -159,19 +217,52 @@ fn forecast_bad_input_gets_clear_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("need at least 2 rows with values"));
 
     let ok = write(dir.path(), "ok.csv", "timestamp,value\n1,5\n2,6\n3,7\n");
-    let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "3", "--level", "1.5", "-o", s(&out)]);
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&ok),
+        "--horizon",
+        "3",
+        "--level",
+        "1.5",
+        "-o",
+        s(&out),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("strictly between 0 and 1"));
 
-    let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "3", "--model", "prophet", "-o", s(&out)]);
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&ok),
+        "--horizon",
+        "3",
+        "--model",
+        "prophet",
+        "-o",
+        s(&out),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("must be one of"));
 
     let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "0", "-o", s(&out)]);
     assert!(o.status.success());
-    assert_eq!(std::fs::read_to_string(&out).expect("out"), "timestamp,yhat,yhat_lower,yhat_upper\n");
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("out"),
+        "timestamp,yhat,yhat_lower,yhat_upper\n"
+    );
 
-    let o = prognos(&["forecast", "-i", s(&ok), "--horizon", "3", "--model", "mstl", "-o", s(&out)]);
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&ok),
+        "--horizon",
+        "3",
+        "--model",
+        "mstl",
+        "-o",
+        s(&out),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("mstl needs at least"));
 }
@@ -185,9 +276,27 @@ fn forecast_constant_series_is_flat() {
     }
     let input = write(dir.path(), "c.csv", &text);
     let out = dir.path().join("f.csv");
-    assert!(prognos(&["forecast", "-i", s(&input), "--horizon", "12", "-o", s(&out)]).status.success());
-    for r in rows(&std::fs::read_to_string(&out).expect("out")).iter().skip(1) {
-        assert!((r[1].parse::<f64>().expect("number") - 9.5).abs() < 1e-9, "{r:?}");
+    assert!(
+        prognos(&[
+            "forecast",
+            "-i",
+            s(&input),
+            "--horizon",
+            "12",
+            "-o",
+            s(&out)
+        ])
+        .status
+        .success()
+    );
+    for r in rows(&std::fs::read_to_string(&out).expect("out"))
+        .iter()
+        .skip(1)
+    {
+        assert!(
+            (r[1].parse::<f64>().expect("number") - 9.5).abs() < 1e-9,
+            "{r:?}"
+        );
     }
 }
 
@@ -196,7 +305,15 @@ fn eval_nab_scores_a_small_corpus() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     // A daily series with a level shift inside the labelled window.
-    let mut y = series(&Shape { step_secs: 300, ..Shape::default() }, 1_400_000_000, 4000, 9);
+    let mut y = series(
+        &Shape {
+            step_secs: 300,
+            ..Shape::default()
+        },
+        1_400_000_000,
+        4000,
+        9,
+    );
     for v in &mut y[3000..] {
         *v += 300.0;
     }
@@ -214,12 +331,27 @@ fn eval_nab_scores_a_small_corpus() {
     let labels = write(
         dir.path(),
         "windows.json",
-        &format!("{{\"cat/shift.csv\": [[\"{}.000000\", \"{}.000000\"]]}}", ts(2800), ts(3200)),
+        &format!(
+            "{{\"cat/shift.csv\": [[\"{}.000000\", \"{}.000000\"]]}}",
+            ts(2800),
+            ts(3200)
+        ),
     );
-    let o = prognos(&["eval", "nab", "--data", s(&data), "--labels", s(&labels), "--verbose"]);
+    let o = prognos(&[
+        "eval",
+        "nab",
+        "--data",
+        s(&data),
+        "--labels",
+        s(&labels),
+        "--verbose",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("NAB: 1 files, 4000 rows, 1 anomaly windows"), "{out}");
+    assert!(
+        out.contains("NAB: 1 files, 4000 rows, 1 anomaly windows"),
+        "{out}"
+    );
     let standard: f64 = out
         .lines()
         .find(|l| l.starts_with("standard"))
@@ -234,7 +366,14 @@ fn eval_nab_scores_a_small_corpus() {
 fn eval_nab_names_a_missing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let labels = write(dir.path(), "w.json", "{\"cat/nope.csv\": []}");
-    let o = prognos(&["eval", "nab", "--data", s(dir.path()), "--labels", s(&labels)]);
+    let o = prognos(&[
+        "eval",
+        "nab",
+        "--data",
+        s(dir.path()),
+        "--labels",
+        s(&labels),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.csv"));
 }
@@ -243,7 +382,16 @@ fn eval_nab_names_a_missing_file() {
 fn eval_forecast_compares_with_baselines() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "a/week.csv", &week_csv(2016 * 2));
-    let o = prognos(&["eval", "forecast", "--data", s(dir.path()), "--horizons", "12,288", "--origins", "3"]);
+    let o = prognos(&[
+        "eval",
+        "forecast",
+        "--data",
+        s(dir.path()),
+        "--horizons",
+        "12,288",
+        "--origins",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     let mase = |model: &str| -> f64 {
@@ -268,6 +416,9 @@ fn every_command_has_help() {
     ] {
         let o = prognos(args);
         assert!(o.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{args:?}"
+        );
     }
 }

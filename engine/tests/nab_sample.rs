@@ -8,7 +8,11 @@ use prognos::cli::EvalNabArgs;
 #[test]
 fn nab_sample_meets_the_published_bar() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nab");
-    assert!(root.exists(), "the NAB sample is expected at {}", root.display());
+    assert!(
+        root.exists(),
+        "the NAB sample is expected at {}",
+        root.display()
+    );
     let run = prognos::commands::eval_nab(&EvalNabArgs {
         data: root.join("data"),
         labels: root.join("labels/combined_windows.json"),
@@ -16,7 +20,13 @@ fn nab_sample_meets_the_published_bar() {
         scores_dir: None,
     })
     .expect("scores the sample");
-    let by = |name: &str| run.results.iter().find(|r| r.profile == name).map(|r| r.normalized).expect("profile");
+    let by = |name: &str| {
+        run.results
+            .iter()
+            .find(|r| r.profile == name)
+            .map(|r| r.normalized)
+            .expect("profile")
+    };
     assert_eq!(run.files.len(), 31);
     assert!(by("standard") >= 70.0, "{}", run.report(false));
     assert!(by("reward_low_FP_rate") >= 60.0, "{}", run.report(false));
