@@ -59,6 +59,21 @@ pub struct ForecastArgs {
     /// CSV to write: timestamp,yhat,yhat_lower,yhat_upper ("-" for stdout).
     #[arg(long, short)]
     pub output: PathBuf,
+    /// Also report when the forecast crosses this level, with its uncertainty (on stderr).
+    #[arg(long, allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
+    /// Which way the series must go to cross --threshold.
+    #[arg(long, value_enum, default_value_t = CrossDirection::Above, requires = "threshold")]
+    pub direction: CrossDirection,
+}
+
+/// Which way a series crosses a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrossDirection {
+    /// Rising to or above it (a disk filling up).
+    Above,
+    /// Falling to or below it (free space running out).
+    Below,
 }
 
 /// `prognos eval …`.

@@ -208,6 +208,47 @@ fn forecast_follows_the_input_timestamp_style_and_handles_unsorted_repeats() {
 }
 
 #[test]
+fn forecast_reports_time_to_threshold_of_a_filling_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A disk filling by 1 GB an hour from 100 GB, with a little noise: 500 GB in about 16 days.
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..(24 * 14) {
+        let v = 100e9 + 1e9 * i as f64 + ((i * 7919) % 13) as f64 * 1e7;
+        text.push_str(&format!("{},{v}\n", i * 3600));
+    }
+    let input = write(dir.path(), "disk.csv", &text);
+    let out = dir.path().join("f.csv");
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&input),
+        "--horizon",
+        "720",
+        "--threshold",
+        "500e9",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // The last point is hour 335 at 435 GB; 500 GB comes at hour 400, 65 hours later (2d 17h):
+    // accept 2d 10h to 2d 19h.
+    assert!(err.contains("rises to 500000000000 in ~2d 1"), "{err}");
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&input),
+        "--horizon",
+        "24",
+        "--threshold",
+        "500e9",
+        "-o",
+        s(&out),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not within the horizon"));
+}
+
+#[test]
 fn forecast_bad_input_gets_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("f.csv");

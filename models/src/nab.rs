@@ -377,4 +377,23 @@ mod tests {
             assert_eq!((tp, fp, fn_), (r.tp, r.fp, r.fn_));
         }
     }
+
+    proptest::proptest! {
+        /// The chosen threshold can always be "never fire", so a normalised score is never
+        /// below the null detector's 0 and never above the perfect detector's 100.
+        #[test]
+        fn normalised_scores_lie_between_null_and_perfect(
+            seed in proptest::prelude::any::<u64>(),
+            density in 0.0f64..1.0,
+        ) {
+            let f = file_with(|i| {
+                let h = (i as u64 ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+                let u = h as f64 / (1u64 << 53) as f64;
+                if u < density { u } else { 0.0 }
+            });
+            for r in score_corpus(std::slice::from_ref(&f)) {
+                proptest::prop_assert!((0.0..=100.0).contains(&r.normalized), "{r:?}");
+            }
+        }
+    }
 }

@@ -4,8 +4,9 @@
 use anyhow::{Context, Result, bail};
 use prognos_models::forecast::{Level, fit_model};
 use prognos_models::series::Series;
+use prognos_models::threshold::{Direction, describe, time_to_threshold};
 
-use crate::cli::ForecastArgs;
+use crate::cli::{CrossDirection, ForecastArgs};
 use crate::{table, timestamp};
 
 /// Fits `args.model` on `args.input` and writes `args.horizon` steps.
@@ -51,6 +52,14 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
             step_secs = series.step(),
             "Fitted."
         );
+        if let Some(level) = args.threshold {
+            let (direction, word) = match args.direction {
+                CrossDirection::Above => (Direction::Above, "rises to"),
+                CrossDirection::Below => (Direction::Below, "falls to"),
+            };
+            let crossing = time_to_threshold(&f, level, direction);
+            eprintln!("{word} {level} {}", describe(&crossing, series.step()));
+        }
         for k in 0..f.len() {
             let ts = timestamp::format(series.timestamp_at(series.len() + k), input.style);
             out.write_record([ts, num(f.point[k]), num(f.lower[k]), num(f.upper[k])])

@@ -306,7 +306,11 @@ impl Detector {
 
     /// Pattern features of the window ending with `x`, once enough points were seen.
     fn pattern_features(&self, ts: i64, x: f64) -> Option<Features> {
-        if self.recent.len() < WINDOW - 1 || self.seen * 2 < self.config.warmup_points {
+        if self.config.pattern_weight == 0.0
+            || self.config.pattern_samples == 0
+            || self.recent.len() < WINDOW - 1
+            || self.seen * 2 < self.config.warmup_points
+        {
             return None;
         }
         let floor = 1e-3 * (self.max - self.min) + 1e-9 * x.abs() + 1e-12;
