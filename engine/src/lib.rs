@@ -10,8 +10,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod logging;
 pub mod nab_corpus;
 pub mod progress;
+pub mod prom;
 pub mod table;
 pub mod timestamp;
