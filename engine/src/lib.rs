@@ -8,6 +8,7 @@
 //! - [`commands`]: `detect`, `forecast`, `eval nab`, `eval forecast`.
 //! - [`nab_corpus`]: loading a NAB-layout folder and its label windows.
 
+pub mod alert;
 pub mod cli;
 pub mod commands;
 pub mod config;

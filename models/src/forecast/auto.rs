@@ -140,6 +140,9 @@ impl FittedModel for FittedAuto {
     fn min_origin(&self) -> usize {
         self.chosen.min_origin()
     }
+    fn update(&mut self, y: &[f64]) -> bool {
+        self.chosen.update(y)
+    }
     fn size_bytes(&self) -> usize {
         self.chosen.size_bytes() + self.scores.capacity() * 24
     }

@@ -244,6 +244,12 @@ impl<M: FittedModel> Calibrated<M> {
         }
     }
 
+    /// Advances the model by new points (see [`FittedModel::update`]); the
+    /// calibration is kept. False when the model must be refitted.
+    pub fn update(&mut self, y: &[f64]) -> bool {
+        self.model.update(y)
+    }
+
     /// Size of model and calibration in bytes: what a live series costs.
     pub fn size_bytes(&self) -> usize {
         self.model.size_bytes() + self.calibration.size_bytes()

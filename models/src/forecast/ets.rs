@@ -214,8 +214,31 @@ impl FittedModel for FittedEts {
         2
     }
 
+    fn update(&mut self, y: &[f64]) -> bool {
+        if y.iter().any(|v| !v.is_finite()) {
+            return false;
+        }
+        (self.level, self.slope) = self.advance((self.level, self.slope), y);
+        true
+    }
+
     fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
+    }
+}
+
+impl FittedEts {
+    /// The state after `y`, starting from `state`.
+    pub fn advance(&self, state: (f64, f64), y: &[f64]) -> (f64, f64) {
+        let p = &self.params;
+        let (mut l, mut b) = state;
+        for &v in y {
+            let yhat = l + p.phi * b;
+            let e = v - yhat;
+            l = yhat + p.alpha * e;
+            b = p.phi * b + p.beta * e;
+        }
+        (l, b)
     }
 }
 
@@ -272,6 +295,19 @@ mod tests {
     fn constant_series_forecasts_the_constant() {
         let m = Ets.fit(&[4.0; 50]).unwrap();
         assert!(m.predict(5).iter().all(|v| (v - 4.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn update_equals_fitting_state_over_the_longer_series() {
+        let y: Vec<f64> = (0..300)
+            .map(|i| (i as f64 * 0.1).sin() * 3.0 + 0.02 * i as f64)
+            .collect();
+        let mut m = Ets.fit(&y[..250]).unwrap();
+        assert!(m.update(&y[250..]));
+        let direct = m.replay(&y, &[300], &[1, 5]);
+        let p = m.predict(5);
+        assert!((direct[0] - p[0]).abs() < 1e-9 && (direct[1] - p[4]).abs() < 1e-9);
+        assert!(!m.update(&[f64::NAN]));
     }
 
     #[test]

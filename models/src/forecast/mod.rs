@@ -104,6 +104,15 @@ pub trait FittedModel: std::fmt::Debug + Send + Sync {
         1
     }
 
+    /// Advances the state by the points that followed the training data
+    /// (or the last update), keeping the parameters: forecasts then start
+    /// after them. Returns false when the model cannot update online and must
+    /// be refitted; the state is then unchanged.
+    fn update(&mut self, y: &[f64]) -> bool {
+        let _ = y;
+        false
+    }
+
     /// Approximate heap and inline size of the fitted state, in bytes.
     fn size_bytes(&self) -> usize;
 }
@@ -120,6 +129,9 @@ impl<M: FittedModel + ?Sized> FittedModel for Box<M> {
     }
     fn min_origin(&self) -> usize {
         (**self).min_origin()
+    }
+    fn update(&mut self, y: &[f64]) -> bool {
+        (**self).update(y)
     }
     fn size_bytes(&self) -> usize {
         (**self).size_bytes()

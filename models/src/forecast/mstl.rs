@@ -150,6 +150,22 @@ impl FittedModel for FittedMstl {
         2
     }
 
+    fn update(&mut self, y: &[f64]) -> bool {
+        if y.iter().any(|v| !v.is_finite()) {
+            return false;
+        }
+        let d: Vec<f64> = y
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - self.seasonal_at(self.n_train + i))
+            .collect();
+        if !self.trend.update(&d) {
+            return false;
+        }
+        self.n_train += y.len();
+        true
+    }
+
     fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self
@@ -200,6 +216,17 @@ mod tests {
         y[5] = f64::NAN;
         let err = Mstl::new(vec![10]).unwrap().fit(&y).unwrap_err();
         assert!(err.to_string().contains("index 5"), "{err}");
+    }
+
+    #[test]
+    fn update_continues_the_season_and_trend() {
+        let y = daily(24 * 12, 24);
+        let mut m = Mstl::new(vec![24]).unwrap().fit(&y[..24 * 10]).unwrap();
+        assert!(m.update(&y[24 * 10..]));
+        let truth = daily(24 * 13, 24);
+        for (k, v) in m.predict(24).iter().enumerate() {
+            assert!((v - truth[24 * 12 + k]).abs() < 2e4, "step {k}");
+        }
     }
 
     #[test]

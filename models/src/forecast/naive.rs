@@ -73,6 +73,17 @@ impl FittedModel for FittedSeasonalNaive {
         self.last_season.len()
     }
 
+    fn update(&mut self, y: &[f64]) -> bool {
+        if y.iter().any(|v| !v.is_finite()) {
+            return false;
+        }
+        let p = self.last_season.len();
+        let take = y.len().min(p);
+        self.last_season.rotate_left(take);
+        self.last_season[p - take..].copy_from_slice(&y[y.len() - take..]);
+        true
+    }
+
     fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.last_season.len() * 8
     }
@@ -96,6 +107,15 @@ mod tests {
         let y = [1., 2., 3., 4., 5., 6., 7.];
         let m = SeasonalNaive::new(2).unwrap().fit(&y).unwrap();
         assert_eq!(m.replay(&y, &[7], &[1, 2, 3]), m.predict(3));
+    }
+
+    #[test]
+    fn update_rolls_the_season() {
+        let mut m = SeasonalNaive::new(3).unwrap().fit(&[1., 2., 3.]).unwrap();
+        assert!(m.update(&[4., 5.]));
+        assert_eq!(m.predict(3), vec![3., 4., 5.]);
+        assert!(m.update(&[6., 7., 8., 9.]));
+        assert_eq!(m.predict(3), vec![7., 8., 9.]);
     }
 
     #[test]
