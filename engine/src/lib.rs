@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod cli;
 pub mod commands;
+pub mod exposition;
 pub mod config;
 pub mod logging;
 pub mod nab_corpus;
