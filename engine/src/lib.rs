@@ -14,6 +14,7 @@ pub mod commands;
 pub mod exposition;
 pub mod config;
 pub mod logging;
+pub mod modelled;
 pub mod nab_corpus;
 pub mod progress;
 pub mod prom;

@@ -1,0 +1,224 @@
+//! One modelled series: its fitted forecaster, its streaming detector, and
+//! its latest outputs. Fitted from history, then advanced point by point as
+//! new samples arrive; it asks for a refit when the model cannot update
+//! online or the series drifts out of its band.
+
+use std::collections::BTreeMap;
+
+use prognos_models::detector::{Detector, DetectorConfig};
+use prognos_models::forecast::{Calibrated, FittedModel, Forecast, Level, ModelKind, fit_model};
+use prognos_models::series::Series;
+
+/// Consecutive points outside the band after which a series is refitted.
+pub const DRIFT_POINTS: u32 = 6;
+
+/// A series' labels.
+pub type Labels = BTreeMap<String, String>;
+
+/// A series under watch.
+#[derive(Debug)]
+pub struct ModelledSeries {
+    /// The series' labels as Prometheus returned them.
+    pub labels: Labels,
+    model: Calibrated<Box<dyn FittedModel>>,
+    detector: Detector,
+    step: i64,
+    /// Timestamp of the latest point absorbed.
+    pub last_ts: i64,
+    /// Latest value.
+    pub last_value: f64,
+    /// Anomaly score of the latest point.
+    pub score: f64,
+    /// Highest anomaly score among the points of the latest absorb.
+    pub peak_score: f64,
+    /// What the model expected for the latest point: (central, lower, upper).
+    pub expected: Option<(f64, f64, f64)>,
+    /// When the model was fitted (Unix seconds).
+    pub fitted_at: i64,
+    /// Last evaluation that returned this series.
+    pub last_seen: i64,
+    drift: u32,
+}
+
+/// The detector as the live engine runs it: NAB's tuning, without the rest
+/// period after a detection. Resting suits NAB, where a second detection of
+/// one anomaly only costs; live rules instead say how long a score must hold
+/// (`for`), which needs the score to stay up while the anomaly lasts.
+pub fn live_detector_config() -> DetectorConfig {
+    DetectorConfig {
+        rest_points: 0,
+        ..DetectorConfig::default()
+    }
+}
+
+impl ModelledSeries {
+    /// Fits on `samples` (Unix seconds, value; NaN and ±Inf are gaps) at
+    /// `step` seconds, calibrated for `max_horizon` steps; the detector
+    /// learns the same history.
+    pub fn fit(
+        labels: Labels,
+        samples: &[(i64, f64)],
+        step: i64,
+        kind: ModelKind,
+        max_horizon: usize,
+        now: i64,
+    ) -> Result<Self, prognos_models::Error> {
+        let finite: Vec<(i64, f64)> = samples
+            .iter()
+            .copied()
+            .filter(|s| s.1.is_finite())
+            .collect();
+        if finite.len() < 2 {
+            return Err(prognos_models::Error::TooShort {
+                model: "series history",
+                needed: 2,
+                got: finite.len(),
+            });
+        }
+        let (series, _) = Series::from_points(&finite, Some(step))?;
+        let model = fit_model(kind, &series.interpolated(), step, max_horizon)?;
+        let mut detector = Detector::new(live_detector_config());
+        let mut sorted = finite.clone();
+        sorted.sort_by_key(|s| s.0);
+        let mut score = 0.0;
+        for &(t, v) in &sorted {
+            score = detector.update(t, v);
+        }
+        let (last_ts, last_value) = sorted[sorted.len() - 1];
+        Ok(Self {
+            labels,
+            model,
+            detector,
+            step,
+            last_ts: series.end().max(last_ts),
+            last_value,
+            score,
+            peak_score: score,
+            expected: None,
+            fitted_at: now,
+            last_seen: now,
+            drift: 0,
+        })
+    }
+
+    /// Absorbs the samples newer than the latest one: scores each, advances
+    /// the model, records what was expected. Returns true when the series
+    /// should be refitted (the model cannot update, or it drifted).
+    pub fn absorb(&mut self, samples: &[(i64, f64)], level: Level) -> bool {
+        let mut fresh: Vec<(i64, f64)> = samples
+            .iter()
+            .copied()
+            .filter(|s| s.0 > self.last_ts && s.1.is_finite())
+            .collect();
+        fresh.sort_by_key(|s| s.0);
+        fresh.dedup_by_key(|s| s.0);
+        let mut refit = false;
+        let mut path = Vec::new();
+        self.peak_score = 0.0;
+        for (t, v) in fresh {
+            let steps = ((t - self.last_ts) as f64 / self.step as f64)
+                .round()
+                .max(1.0) as usize;
+            let f = self.model.forecast(steps, level);
+            let (p, lo, hi) = (f.point[steps - 1], f.lower[steps - 1], f.upper[steps - 1]);
+            self.expected = Some((p, lo, hi));
+            self.drift = if v < lo || v > hi { self.drift + 1 } else { 0 };
+            refit |= self.drift >= DRIFT_POINTS;
+            // Fill skipped steps linearly so the model's clock stays on the grid.
+            path.clear();
+            for k in 1..steps {
+                path.push(self.last_value + (v - self.last_value) * k as f64 / steps as f64);
+            }
+            path.push(v);
+            refit |= !self.model.update(&path);
+            self.score = self.detector.update(t, v);
+            self.peak_score = self.peak_score.max(self.score);
+            self.last_ts = t;
+            self.last_value = v;
+        }
+        refit
+    }
+
+    /// The forecast for the `horizon` steps after the latest point.
+    pub fn forecast(&self, horizon: usize, level: Level) -> Forecast {
+        self.model.forecast(horizon, level)
+    }
+
+    /// The model's name.
+    pub fn model_name(&self) -> &'static str {
+        self.model.model.name()
+    }
+
+    /// Seconds between points.
+    pub fn step(&self) -> i64 {
+        self.step
+    }
+
+    /// Approximate memory held for this series, in bytes.
+    pub fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.model.size_bytes()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prognos_models::synthetic::{Shape, series};
+
+    fn samples(n: usize, from: usize) -> Vec<(i64, f64)> {
+        let y = series(&Shape::default(), 1_700_000_000, n, 3);
+        (from..n)
+            .map(|i| (1_700_000_000 + 300 * i as i64, y[i]))
+            .collect()
+    }
+
+    #[test]
+    fn fits_then_absorbs_new_points_with_expectations() {
+        let level = Level::try_from(0.95).unwrap();
+        let all = samples(2100, 0);
+        let mut s =
+            ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Auto, 24, 0).unwrap();
+        assert_eq!(s.last_ts, all[2015].0);
+        let refit = s.absorb(&all[2000..2030], level);
+        assert_eq!(s.last_ts, all[2029].0);
+        assert!(!refit, "a steady series needs no refit");
+        let (p, lo, hi) = s.expected.unwrap();
+        assert!(lo <= p && p <= hi && (p - all[2029].1).abs() < 30.0);
+        assert!(s.size_bytes() < 64 * 1024);
+    }
+
+    #[test]
+    fn a_level_shift_asks_for_a_refit() {
+        let level = Level::try_from(0.95).unwrap();
+        let mut all = samples(2100, 0);
+        for s in &mut all[2020..] {
+            s.1 += 1000.0;
+        }
+        let mut s =
+            ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Mstl, 24, 0).unwrap();
+        assert!(s.absorb(&all[2016..2040], level));
+        assert!(s.peak_score > 0.5, "the shift scores {}", s.peak_score);
+    }
+
+    #[test]
+    fn gaps_and_nan_do_not_break_it() {
+        let level = Level::try_from(0.95).unwrap();
+        let all = samples(2100, 0);
+        let mut s =
+            ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Ets, 12, 0).unwrap();
+        let mut next = vec![all[2050], (all[2051].0, f64::NAN), all[2060]];
+        next.push((all[2060].0, 1.0)); // a repeated timestamp is ignored
+        s.absorb(&next, level);
+        assert_eq!(s.last_ts, all[2060].0);
+        assert!(
+            ModelledSeries::fit(Labels::new(), &[(0, f64::NAN)], 300, ModelKind::Auto, 12, 0)
+                .is_err()
+        );
+    }
+}
