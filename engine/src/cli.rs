@@ -28,6 +28,35 @@ pub enum Command {
     /// Measure the models: NAB anomaly score, forecast accuracy.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Run the live engine: read Prometheus, export predictions on /metrics, evaluate alert rules.
+    Run(RunArgs),
+    /// Validate configuration and rule files; every problem is listed with file, line and field.
+    Check(CheckArgs),
+}
+
+/// `prognos run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The main configuration file.
+    #[arg(long, short, default_value = "prognos.yml")]
+    pub config: PathBuf,
+    /// Model only the series of shard i of n (by a hash of their labels), e.g. 0/2.
+    #[arg(long)]
+    pub shard: Option<crate::config::Shard>,
+    /// Address to serve /metrics and the API on (overrides the configuration).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Evaluate every rule once, print a summary and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `prognos check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration files to check.
+    #[arg(required = true)]
+    pub configs: Vec<PathBuf>,
 }
 
 /// `prognos detect`.

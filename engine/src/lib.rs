@@ -11,12 +11,15 @@
 pub mod alert;
 pub mod cli;
 pub mod commands;
-pub mod exposition;
 pub mod config;
+pub mod evaluate;
+pub mod exposition;
 pub mod logging;
 pub mod modelled;
 pub mod nab_corpus;
 pub mod progress;
 pub mod prom;
+pub mod scheduler;
+pub mod server;
 pub mod table;
 pub mod timestamp;

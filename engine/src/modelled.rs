@@ -68,37 +68,43 @@ impl ModelledSeries {
             .copied()
             .filter(|s| s.1.is_finite())
             .collect();
-        if finite.len() < 2 {
+        if finite.len() < 3 {
             return Err(prognos_models::Error::TooShort {
                 model: "series history",
-                needed: 2,
+                needed: 3,
                 got: finite.len(),
             });
         }
-        let (series, _) = Series::from_points(&finite, Some(step))?;
+        let mut sorted = finite;
+        sorted.sort_by_key(|s| s.0);
+        // The last point is held out and absorbed after fitting, so a new
+        // series has an expectation (and band) for its latest point at once.
+        let (last_ts, last_value) = sorted[sorted.len() - 1];
+        let history = &sorted[..sorted.len() - 1];
+        let (series, _) = Series::from_points(history, Some(step))?;
         let model = fit_model(kind, &series.interpolated(), step, max_horizon)?;
         let mut detector = Detector::new(live_detector_config());
-        let mut sorted = finite.clone();
-        sorted.sort_by_key(|s| s.0);
         let mut score = 0.0;
-        for &(t, v) in &sorted {
+        for &(t, v) in history {
             score = detector.update(t, v);
         }
-        let (last_ts, last_value) = sorted[sorted.len() - 1];
-        Ok(Self {
+        let mut modelled = Self {
             labels,
             model,
             detector,
             step,
-            last_ts: series.end().max(last_ts),
-            last_value,
+            last_ts: series.end(),
+            last_value: history[history.len() - 1].1,
             score,
             peak_score: score,
             expected: None,
             fitted_at: now,
             last_seen: now,
             drift: 0,
-        })
+        };
+        let level = Level::try_from(0.95).expect("a constant level in (0, 1)");
+        modelled.absorb(&[(last_ts, last_value)], level);
+        Ok(modelled)
     }
 
     /// Absorbs the samples newer than the latest one: scores each, advances
@@ -185,6 +191,10 @@ mod tests {
         let mut s =
             ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Auto, 24, 0).unwrap();
         assert_eq!(s.last_ts, all[2015].0);
+        assert!(
+            s.expected.is_some(),
+            "the held-out last point has an expectation"
+        );
         let refit = s.absorb(&all[2000..2030], level);
         assert_eq!(s.last_ts, all[2029].0);
         assert!(!refit, "a steady series needs no refit");

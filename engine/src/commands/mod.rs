@@ -1,10 +1,13 @@
 //! The commands behind the CLI, one module each.
 
+mod check;
 mod detect;
 mod eval_forecast;
 mod eval_nab;
 mod forecast;
+pub mod run;
 
+pub use check::check;
 pub use detect::detect;
 pub use eval_forecast::eval_forecast;
 pub use eval_nab::{NabRun, eval_nab};
@@ -20,6 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(EvalCommand::Nab(args)) => {
             eval_nab(&args).map(|run| print!("{}", run.report(args.verbose)))
         }
+        Command::Run(args) => run::run(&args),
+        Command::Check(args) => check(&args.configs).map(|summary| print!("{summary}")),
         Command::Eval(EvalCommand::Forecast(args)) => {
             let table = eval_forecast(&args)?;
             print!("{table}");

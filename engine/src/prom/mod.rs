@@ -1,1 +1,23 @@
-//! The Prometheus HTTP API client (being written).
+//! The Prometheus HTTP API client the live engine reads metrics with.
+//!
+//! - [`settings`]: [`ClientSettings`] (URL, timeout, auth, CA, limits).
+//! - [`client`]: [`PromClient`]: instant and range queries, readiness.
+//! - [`types`]: what queries return ([`RangeSeries`], [`InstantSample`],
+//!   [`QueryResult`]).
+//! - [`error`]: [`PromError`] with a metric-friendly kind and whether
+//!   retrying can help.
+//! - `response`, `chunk`, `retry`: parsing the JSON envelope, splitting long
+//!   ranges under Prometheus's 11,000-point limit, backoff with full jitter.
+
+mod chunk;
+pub mod client;
+pub mod error;
+mod response;
+mod retry;
+pub mod settings;
+pub mod types;
+
+pub use client::PromClient;
+pub use error::PromError;
+pub use settings::{ClientSettings, PROMETHEUS_MAX_POINTS};
+pub use types::{InstantSample, Labels, QueryResult, RangeSeries};

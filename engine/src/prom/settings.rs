@@ -1,0 +1,93 @@
+//! How to reach a Prometheus server: URL, timeout, credentials, CA, retry and
+//! chunking limits.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The most points per series Prometheus returns from one range query; it
+/// refuses more with "exceeded maximum resolution of 11,000 points".
+pub const PROMETHEUS_MAX_POINTS: usize = 11_000;
+
+/// Settings of a [`PromClient`](super::PromClient). `Debug` prints whether a
+/// credential is set, never its value.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// Base URL of the server, e.g. `http://127.0.0.1:9090`; a path prefix
+    /// (`https://host/prometheus`) is kept. Default `http://127.0.0.1:9090`.
+    pub url: String,
+    /// Timeout of each HTTP request, connecting included. Default 30 s.
+    pub timeout: Duration,
+    /// Sent as `Authorization: Bearer …`. Exclusive with `basic_auth`.
+    pub bearer_token: Option<String>,
+    /// `(user, password)` sent as HTTP basic auth. Exclusive with
+    /// `bearer_token`.
+    pub basic_auth: Option<(String, String)>,
+    /// PEM certificate(s) trusted in addition to the built-in roots, for a
+    /// server behind a private CA.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Retries after the first attempt of a retryable failure. Default 3.
+    pub max_retries: u32,
+    /// Most steps per range request; longer ranges are split. Default
+    /// [`PROMETHEUS_MAX_POINTS`]; must be at least 1.
+    pub max_points_per_query: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            url: "http://127.0.0.1:9090".to_string(),
+            timeout: Duration::from_secs(30),
+            bearer_token: None,
+            basic_auth: None,
+            ca_cert_pem: None,
+            max_retries: 3,
+            max_points_per_query: PROMETHEUS_MAX_POINTS,
+        }
+    }
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("url", &super::client::redact_url_str(&self.url))
+            .field("timeout", &self.timeout)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "basic_auth",
+                &self
+                    .basic_auth
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .field(
+                "ca_cert_pem",
+                &self.ca_cert_pem.as_ref().map(|pem| pem.len()),
+            )
+            .field("max_retries", &self.max_retries)
+            .field("max_points_per_query", &self.max_points_per_query)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_does_not_print_secrets() {
+        let settings = ClientSettings {
+            url: "http://admin:hunter2@prom:9090".into(),
+            bearer_token: Some("s3cr3t-token".into()),
+            basic_auth: Some(("alice".into(), "pa55word".into())),
+            ..ClientSettings::default()
+        };
+        let printed = format!("{settings:?}");
+        for secret in ["hunter2", "s3cr3t-token", "pa55word"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("alice"), "{printed}");
+    }
+}

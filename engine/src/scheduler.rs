@@ -1,0 +1,550 @@
+//! The rule loop: one task per rule group ticking on aligned slots. Each
+//! evaluation of a rule fetches what is new from Prometheus, advances every
+//! modelled series (fitting new ones at once, refitting drifted or stale
+//! ones, dropping vanished ones after a grace period), exports predictions
+//! and runs the alert state machine, whose state is saved before its events
+//! go to the sink.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prognos_models::forecast::Level;
+use tokio::sync::Mutex;
+
+use crate::alert::{AlertEvent, AlertSink, AlertStatus, AlertStore, RuleAlerts};
+use crate::config::{Condition, Config, Rule, Shard, render};
+use crate::evaluate::{SeriesVerdict, evaluate, horizon_label, steps};
+use crate::exposition::{LabelPairs, Metrics, one, series_labels, with_label};
+use crate::modelled::{Labels, ModelledSeries};
+use crate::prom::{PromClient, PromError, RangeSeries};
+
+/// Level of the bands prognos exports and alerts on.
+pub const BAND_LEVEL: f64 = 0.95;
+/// A model is refitted from full history at least this often.
+pub const REFIT_EVERY_SECS: i64 = 6 * 3600;
+/// A series absent for this long is dropped.
+pub const VANISH_GRACE_SECS: i64 = 15 * 60;
+
+/// Health of a rule's last evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not evaluated yet.
+    Unknown,
+    /// The last evaluation succeeded.
+    Ok,
+    /// The last evaluation failed (see last_error).
+    Err,
+}
+
+/// Everything the engine keeps for one rule.
+#[derive(Debug)]
+pub struct RuleRuntime {
+    /// `group/alert`: the rule's id in the store, the API and logs.
+    pub id: String,
+    /// The group.
+    pub group: String,
+    /// The rule as configured.
+    pub rule: Rule,
+    /// Modelled series by label key.
+    pub series: HashMap<String, ModelledSeries>,
+    /// Alert state.
+    pub alerts: RuleAlerts,
+    /// Last evaluation slot (Unix seconds).
+    pub last_eval: Option<i64>,
+    /// How long it took.
+    pub last_duration: Duration,
+    /// Health of the last evaluation.
+    pub health: Health,
+    /// Its error, if any.
+    pub last_error: Option<String>,
+    /// The latest verdict per series key (for the API).
+    pub verdicts: HashMap<String, SeriesVerdict>,
+}
+
+/// The engine: configuration, client, metrics, store and the rules' state.
+pub struct Engine {
+    /// The configuration in force.
+    pub config: Config,
+    /// Which part of the series this engine models.
+    pub shard: Shard,
+    client: PromClient,
+    /// Exported metrics.
+    pub metrics: Arc<Metrics>,
+    store: AlertStore,
+    sink: Arc<dyn AlertSink>,
+    /// Every rule's runtime state.
+    pub rules: Vec<Arc<Mutex<RuleRuntime>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stable hash of a label set (FNV-1a over its key), for sharding.
+pub fn label_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Whether `shard` models the series with label key `key`.
+pub fn owns(shard: Shard, key: &str) -> bool {
+    shard.count <= 1 || label_hash(key) % u64::from(shard.count) == u64::from(shard.index)
+}
+
+/// Floor of `t` to a multiple of `step`.
+pub fn align(t: i64, step: i64) -> i64 {
+    t.div_euclid(step.max(1)) * step.max(1)
+}
+
+impl Engine {
+    /// An engine for `config`; alert state is loaded from the store.
+    pub fn new(
+        config: Config,
+        shard: Shard,
+        client: PromClient,
+        store: AlertStore,
+        sink: Arc<dyn AlertSink>,
+    ) -> Result<Self, crate::alert::StoreError> {
+        let mut saved: BTreeMap<String, RuleAlerts> = store.load_all()?.into_iter().collect();
+        let mut rules = Vec::new();
+        for g in &config.groups {
+            for r in &g.rules {
+                let id = format!("{}/{}", g.name, r.name);
+                let alerts = saved.remove(&id).unwrap_or_default();
+                rules.push(Arc::new(Mutex::new(RuleRuntime {
+                    id,
+                    group: g.name.clone(),
+                    rule: r.clone(),
+                    series: HashMap::new(),
+                    alerts,
+                    last_eval: None,
+                    last_duration: Duration::ZERO,
+                    health: Health::Unknown,
+                    last_error: None,
+                    verdicts: HashMap::new(),
+                })));
+            }
+        }
+        Ok(Self {
+            config,
+            shard,
+            client,
+            metrics: Arc::new(Metrics::new()),
+            store,
+            sink,
+            rules,
+        })
+    }
+
+    /// Evaluates every rule once at `now` (the CLI's one-shot path and tests).
+    pub async fn evaluate_all(&self, now: i64) {
+        for r in &self.rules {
+            let mut rt = r.lock().await;
+            self.evaluate_rule(&mut rt, now).await;
+        }
+    }
+
+    /// Evaluates one rule at `now`, recording health and errors.
+    pub async fn evaluate_rule(&self, rt: &mut RuleRuntime, now: i64) {
+        let started = Instant::now();
+        let result = self.try_evaluate(rt, now).await;
+        rt.last_eval = Some(now);
+        rt.last_duration = started.elapsed();
+        match result {
+            Ok(()) => {
+                rt.health = Health::Ok;
+                rt.last_error = None;
+            }
+            Err(e) => {
+                if rt.last_error.as_deref() != Some(&e.to_string()) {
+                    tracing::warn!(rule = %rt.id, kind = e.kind(), error = %e, "Evaluation failed; will retry next interval.");
+                }
+                self.metrics
+                    .errors
+                    .get_or_create(&vec![
+                        ("rule".into(), rt.id.clone()),
+                        ("kind".into(), e.kind().into()),
+                    ])
+                    .inc();
+                rt.health = Health::Err;
+                rt.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        rt: &RuleRuntime,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<RangeSeries>, PromError> {
+        let step = rt.rule.step.as_secs().max(1) as i64;
+        let t = Instant::now();
+        let r = self
+            .client
+            .query_range(&rt.rule.expr, start, end, step)
+            .await;
+        self.metrics
+            .query_duration
+            .get_or_create(&one("rule", &rt.id))
+            .observe(t.elapsed().as_secs_f64());
+        let r = r?;
+        for w in &r.warnings {
+            tracing::warn!(rule = %rt.id, warning = %w, "Prometheus warned.");
+        }
+        Ok(r.data)
+    }
+
+    async fn try_evaluate(&self, rt: &mut RuleRuntime, now: i64) -> Result<(), PromError> {
+        if matches!(rt.rule.condition, Condition::BurnRate { .. }) {
+            return self.evaluate_burn_rate(rt, now).await;
+        }
+        let step = rt.rule.step.as_secs().max(1) as i64;
+        let end = align(now, step);
+        let level = Level::try_from(BAND_LEVEL).expect("a constant level in (0, 1)");
+        let max_horizon = rt
+            .rule
+            .horizons
+            .iter()
+            .map(|&h| steps(h, step))
+            .chain(lookahead(&rt.rule.condition).map(|d| steps(d, step)))
+            .max()
+            .unwrap_or(12);
+
+        // New points since the oldest latest point; a first run fetches full history.
+        let since = rt.series.values().map(|s| s.last_ts).min();
+        let fetched = match since {
+            Some(t) if t + step <= end => self.query(rt, t + step, end).await?,
+            Some(_) => Vec::new(),
+            None => Vec::new(),
+        };
+        let mut needs_full = rt.series.is_empty();
+        let mut refit_keys = Vec::new();
+        for s in fetched {
+            let key = crate::alert::state::key(&s.labels);
+            if !owns(self.shard, &key) {
+                continue;
+            }
+            match rt.series.get_mut(&key) {
+                Some(m) => {
+                    m.last_seen = now;
+                    let drifted = m.absorb(&s.samples, level);
+                    if drifted || now - m.fitted_at >= REFIT_EVERY_SECS {
+                        refit_keys.push(key);
+                    }
+                }
+                None => needs_full = true, // a new label set: model it now
+            }
+        }
+        if needs_full || !refit_keys.is_empty() {
+            let history = rt.rule.history.as_secs() as i64;
+            let full = self.query(rt, align(now - history, step), end).await?;
+            self.fit_series(rt, full, now, max_horizon, &refit_keys)
+                .await;
+        }
+        // Vanished series.
+        let gone: Vec<String> = rt
+            .series
+            .iter()
+            .filter(|(_, s)| now - s.last_seen > VANISH_GRACE_SECS.max(3 * step))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let horizons: Vec<String> = rt.rule.horizons.iter().map(|&h| horizon_label(h)).collect();
+        for k in gone {
+            if let Some(s) = rt.series.remove(&k) {
+                tracing::info!(rule = %rt.id, labels = ?s.labels, "Series vanished; dropped.");
+                self.metrics
+                    .forget_series(&series_labels(&rt.id, &s.labels), &horizons);
+                rt.verdicts.remove(&k);
+            }
+        }
+        self.metrics
+            .series_modelled
+            .get_or_create(&one("rule", &rt.id))
+            .set(rt.series.len() as i64);
+        // Verdicts, exports and alerts.
+        let mut holding = Vec::new();
+        rt.verdicts.clear();
+        for (k, s) in &rt.series {
+            let v = evaluate(&rt.rule, s, level);
+            self.export(&rt.id, s, &v);
+            if v.holds {
+                holding.push(self.alert_input(&rt.rule, &s.labels, &v));
+            }
+            rt.verdicts.insert(k.clone(), v);
+        }
+        self.run_alerts(rt, now, holding);
+        Ok(())
+    }
+
+    /// Fits every series of `full` that is new or listed in `refit`, within the rule's series limit.
+    async fn fit_series(
+        &self,
+        rt: &mut RuleRuntime,
+        full: Vec<RangeSeries>,
+        now: i64,
+        max_horizon: usize,
+        refit: &[String],
+    ) {
+        let step = rt.rule.step.as_secs().max(1) as i64;
+        let mut candidates: Vec<(String, RangeSeries)> = full
+            .into_iter()
+            .map(|s| (crate::alert::state::key(&s.labels), s))
+            .filter(|(k, _)| owns(self.shard, k))
+            .filter(|(k, _)| !rt.series.contains_key(k) || refit.contains(k))
+            .collect();
+        candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        let room = rt.rule.series_limit.saturating_sub(
+            rt.series.len() - rt.series.keys().filter(|k| refit.contains(k)).count(),
+        );
+        if candidates.len() > room {
+            let dropped = candidates.len() - room;
+            tracing::warn!(rule = %rt.id, limit = rt.rule.series_limit, dropped, "Series limit reached; extra series are not modelled.");
+            self.metrics
+                .series_limit_dropped
+                .get_or_create(&one("rule", &rt.id))
+                .inc_by(dropped as u64);
+            candidates.truncate(room);
+        }
+        let kind = rt.rule.model;
+        let rule_id = rt.id.clone();
+        let metrics = self.metrics.clone();
+        // Fitting is CPU work: off the async threads.
+        let fitted = tokio::task::spawn_blocking(move || {
+            candidates
+                .into_iter()
+                .map(|(k, s)| {
+                    let t = Instant::now();
+                    let r = ModelledSeries::fit(s.labels, &s.samples, step, kind, max_horizon, now);
+                    metrics
+                        .fit_duration
+                        .get_or_create(&one("rule", &rule_id))
+                        .observe(t.elapsed().as_secs_f64());
+                    (k, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (k, r) in fitted {
+            match r {
+                Ok(m) => {
+                    rt.series.insert(k, m);
+                }
+                Err(e) => {
+                    tracing::debug!(rule = %rt.id, series = %k, error = %e, "Not enough history to model yet.");
+                    self.metrics
+                        .errors
+                        .get_or_create(&vec![
+                            ("rule".into(), rt.id.clone()),
+                            ("kind".into(), "fit".into()),
+                        ])
+                        .inc();
+                }
+            }
+        }
+    }
+
+    fn export(&self, rule_id: &str, s: &ModelledSeries, v: &SeriesVerdict) {
+        let labels: LabelPairs = series_labels(rule_id, &s.labels);
+        let m = &self.metrics;
+        if let Some((p, lo, hi)) = s.expected {
+            m.expected.get_or_create(&labels).set(p);
+            m.expected_lower.get_or_create(&labels).set(lo);
+            m.expected_upper.get_or_create(&labels).set(hi);
+        }
+        m.anomaly_score.get_or_create(&labels).set(s.score);
+        for (h, p, lo, hi) in &v.forecasts {
+            let l = with_label(&labels, "horizon", h);
+            m.forecast.get_or_create(&l).set(*p);
+            m.forecast_lower.get_or_create(&l).set(*lo);
+            m.forecast_upper.get_or_create(&l).set(*hi);
+        }
+        match v.eta_secs {
+            Some(eta) => {
+                m.time_to_threshold.get_or_create(&labels).set(eta as f64);
+            }
+            None => {
+                m.time_to_threshold.remove(&labels);
+            }
+        }
+    }
+
+    fn alert_input(
+        &self,
+        rule: &Rule,
+        labels: &Labels,
+        v: &SeriesVerdict,
+    ) -> (Labels, f64, Labels) {
+        let mut l = labels.clone();
+        l.remove("__name__");
+        let eta = v.eta_text.as_deref();
+        for (k, t) in &rule.labels {
+            l.insert(k.clone(), render(t, labels, v.value, eta));
+        }
+        l.insert("alertname".into(), rule.name.clone());
+        let annotations = rule
+            .annotations
+            .iter()
+            .map(|(k, t)| (k.clone(), render(t, labels, v.value, eta)))
+            .collect();
+        (l, v.value, annotations)
+    }
+
+    fn run_alerts(&self, rt: &mut RuleRuntime, now: i64, holding: Vec<(Labels, f64, Labels)>) {
+        let events = rt.alerts.eval(
+            now,
+            holding,
+            rt.rule.for_.as_secs() as i64,
+            rt.rule.keep_firing_for.as_secs() as i64,
+        );
+        for status in [AlertStatus::Pending, AlertStatus::Firing] {
+            let n = rt.alerts.active().filter(|a| a.status == status).count();
+            let name = if status == AlertStatus::Pending {
+                "pending"
+            } else {
+                "firing"
+            };
+            self.metrics
+                .alerts
+                .get_or_create(&vec![
+                    ("rule".into(), rt.id.clone()),
+                    ("state".into(), name.into()),
+                ])
+                .set(n as i64);
+        }
+        // Persist before announcing: a crash between the two re-announces nothing.
+        if let Err(e) = self.store.save(&[(rt.id.as_str(), &rt.alerts)]) {
+            tracing::error!(rule = %rt.id, error = %e, "Could not save alert state; events held back.");
+            self.metrics
+                .errors
+                .get_or_create(&vec![
+                    ("rule".into(), rt.id.clone()),
+                    ("kind".into(), "store".into()),
+                ])
+                .inc();
+            return;
+        }
+        if !events.is_empty() {
+            self.sink.send(&rt.id, &events);
+        }
+    }
+
+    async fn evaluate_burn_rate(&self, rt: &mut RuleRuntime, now: i64) -> Result<(), PromError> {
+        let Condition::BurnRate {
+            objective,
+            errors,
+            total,
+            windows,
+        } = rt.rule.condition.clone()
+        else {
+            return Ok(());
+        };
+        let budget = 1.0 - objective;
+        // Burn rate per label set and window.
+        let mut rates: HashMap<String, (Labels, HashMap<u64, f64>)> = HashMap::new();
+        let mut durations: Vec<Duration> = windows.iter().flat_map(|w| [w.long, w.short]).collect();
+        durations.sort();
+        durations.dedup();
+        for d in &durations {
+            let w = horizon_label(*d);
+            let expr = format!(
+                "({}) / ({})",
+                errors.replace("$window", &w),
+                total.replace("$window", &w)
+            );
+            let r = self.client.query(&expr, Some(now)).await?;
+            for s in r.data {
+                let key = crate::alert::state::key(&s.labels);
+                let e = rates
+                    .entry(key)
+                    .or_insert_with(|| (s.labels.clone(), HashMap::new()));
+                if s.value.is_finite() {
+                    e.1.insert(d.as_secs(), s.value / budget);
+                }
+            }
+        }
+        let mut holding = Vec::new();
+        for (labels, by_window) in rates.values() {
+            let mut worst: Option<f64> = None;
+            for w in &windows {
+                let (Some(long), Some(short)) = (
+                    by_window.get(&w.long.as_secs()),
+                    by_window.get(&w.short.as_secs()),
+                ) else {
+                    continue;
+                };
+                if *long >= w.factor && *short >= w.factor {
+                    worst = Some(worst.map_or(*long, |x: f64| x.max(*long)));
+                }
+            }
+            if let Some(rate) = worst {
+                let v = SeriesVerdict {
+                    forecasts: Vec::new(),
+                    eta_secs: None,
+                    eta_text: None,
+                    holds: true,
+                    value: rate,
+                };
+                holding.push(self.alert_input(&rt.rule, labels, &v));
+            }
+        }
+        self.run_alerts(rt, now, holding);
+        Ok(())
+    }
+}
+
+/// How far a condition looks ahead.
+fn lookahead(c: &Condition) -> Option<Duration> {
+    match c {
+        Condition::Forecast { within, .. } => Some(*within),
+        Condition::TimeToThreshold { less_than, .. } => Some(*less_than * 2),
+        _ => None,
+    }
+}
+
+/// Events of one evaluation, for tests and the backtest.
+pub fn firing_names(events: &[AlertEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AlertEvent::Firing(a) => a.labels.get("alertname").cloned(),
+            AlertEvent::Resolved(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_partition_the_series() {
+        let keys: Vec<String> = (0..1000)
+            .map(|i| format!("instance=\"host{i}\","))
+            .collect();
+        let a = Shard { index: 0, count: 2 };
+        let b = Shard { index: 1, count: 2 };
+        let (na, nb) = (
+            keys.iter().filter(|k| owns(a, k)).count(),
+            keys.iter().filter(|k| owns(b, k)).count(),
+        );
+        assert_eq!(na + nb, 1000);
+        assert!(na > 400 && nb > 400, "{na} / {nb}");
+        assert!(keys.iter().all(|k| owns(a, k) != owns(b, k)));
+        assert!(keys.iter().all(|k| owns(Shard { index: 0, count: 1 }, k)));
+    }
+
+    #[test]
+    fn align_floors_to_the_step() {
+        assert_eq!(align(1000, 300), 900);
+        assert_eq!(align(-1, 300), -300);
+    }
+}

@@ -1,0 +1,261 @@
+//! `prognos check` and `config::load` through the library: the example
+//! configuration, and each kind of problem with its file, line and column.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use prognos::commands::check;
+use prognos::config::{self, Condition, Shard};
+
+/// A scratch directory holding `files` (path, text); returns it and the
+/// path of its `prognos.yml`.
+fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let main = dir.path().join("prognos.yml");
+    (dir, main)
+}
+
+/// Every error line, with the scratch directory cut from the paths.
+fn errors(dir: &Path, main: &Path) -> Vec<String> {
+    let e = config::load(main).expect_err("should fail");
+    let prefix = format!("{}/", dir.display());
+    e.0.iter()
+        .map(|e| e.to_string().replace(&prefix, ""))
+        .collect()
+}
+
+const MAIN: &str = "\
+global:
+  prometheus:
+    url: http://127.0.0.1:9090
+rule_files:
+  - rules/*.yml
+";
+
+const RULE: &str = "\
+groups:
+  - name: storage
+    rules:
+      - alert: ShopDbFullSoon
+        expr: pg_database_size_bytes{datname=\"shop\"}
+        condition:
+          time_to_threshold: {threshold: 100e9, less_than: 3d}
+";
+
+#[test]
+fn example_config_of_the_repository_passes() {
+    let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prognos.yml");
+    let out = check(std::slice::from_ref(&main)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        out.ends_with("prognos.yml: OK, 5 groups, 16 rules"),
+        "{out}"
+    );
+}
+
+#[test]
+fn good_config_loads_with_defaults_and_secrets() {
+    let (dir, main) = setup(&[
+        (
+            "prognos.yml",
+            "\
+global:
+  prometheus:
+    url: https://prom.example:9090/
+    timeout: 10s
+    bearer_token_file: secrets/token
+    ca_file: ca.pem
+  evaluation_interval: 15s
+  state_dir: .state
+  listen: 0.0.0.0:9464
+  shard: 1/3
+  series_limit_per_rule: 50
+rule_files: [rules/*.yml, rules/extra/*.yaml]
+",
+        ),
+        ("secrets/token", "s3cr3t-token\n"),
+        (
+            "ca.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        ),
+        ("rules/storage.yml", RULE),
+        (
+            "rules/extra/x.yaml",
+            "groups:\n  - name: x\n    interval: 30s\n    rules:\n      - alert: A\n        expr: up\n        series_limit: 7\n        condition: {anomaly: {score_above: 0.9}}\n",
+        ),
+    ]);
+    let c = config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.prometheus.url.as_str(), "https://prom.example:9090/");
+    assert_eq!(c.prometheus.timeout, Duration::from_secs(10));
+    assert_eq!(
+        c.prometheus.bearer_token.as_ref().unwrap().expose(),
+        "s3cr3t-token"
+    );
+    assert!(c.prometheus.ca_cert_pem.is_some());
+    assert_eq!(c.evaluation_interval, Duration::from_secs(15));
+    assert_eq!(c.state_dir, dir.path().join(".state"));
+    assert_eq!(c.shard, Shard { index: 1, count: 3 });
+    assert_eq!(c.groups.len(), 2);
+    let storage = &c.groups[0];
+    assert_eq!(
+        storage.interval,
+        Duration::from_secs(15),
+        "inherits the global interval"
+    );
+    assert_eq!(storage.file, dir.path().join("rules/storage.yml"));
+    let rule = &storage.rules[0];
+    assert_eq!((rule.line, rule.series_limit), (4, 50));
+    assert!(
+        matches!(rule.condition, Condition::TimeToThreshold { threshold, .. } if threshold == 100e9)
+    );
+    assert_eq!(c.groups[1].rules[0].series_limit, 7);
+
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("s3cr3t"), "secret in Debug output: {debug}");
+    assert!(debug.contains("<secret>"));
+    let out = check(&[main]).unwrap();
+    assert!(out.ends_with("prognos.yml: OK, 2 groups, 2 rules"), "{out}");
+}
+
+#[test]
+fn broken_yaml_names_line_and_column() {
+    let (dir, main) = setup(&[
+        ("prognos.yml", MAIN),
+        (
+            "rules/bad.yml",
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n       expr: up\n",
+        ),
+    ]);
+    let e = errors(dir.path(), &main);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("rules/bad.yml:5:8: did not find expected '-' indicator"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn unknown_field_is_rejected_where_it_is() {
+    let (dir, main) = setup(&[(
+        "prognos.yml",
+        "global:\n  prometheus:\n    url: http://x:9090\n    tokn: abc\n",
+    )]);
+    let e = errors(dir.path(), &main);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("prognos.yml:4:5: field 'global.prometheus.tokn': unknown field `tokn`"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn bad_promql_shows_the_position() {
+    let (dir, main) = setup(&[
+        ("prognos.yml", MAIN),
+        (
+            "rules/r.yml",
+            &RULE.replace(
+                r#"pg_database_size_bytes{datname="shop"}"#,
+                "sum(rate(x[5m]) by (a)",
+            ),
+        ),
+    ]);
+    let e = errors(dir.path(), &main);
+    assert_eq!(e.len(), 1, "{e:?}");
+    // The unclosed `(` of `sum(` is character 4, column 15 + 3.
+    assert!(
+        e[0].starts_with(r#"rules/r.yml:5:18: group "storage", rule "ShopDbFullSoon": field 'expr': invalid PromQL at character 4 of "sum(rate(x[5m]) by (a)": unclosed left parenthesis"#),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn negative_for_is_reported_like_rulefmt() {
+    let (dir, main) = setup(&[
+        ("prognos.yml", MAIN),
+        ("rules/r.yml", &format!("{RULE}        for: -5m\n")),
+    ]);
+    assert_eq!(
+        errors(dir.path(), &main),
+        [
+            r#"rules/r.yml:8:9: group "storage", rule "ShopDbFullSoon": field 'for': must be ≥ 0s, got "-5m""#
+        ]
+    );
+}
+
+#[test]
+fn missing_secret_file_is_named_not_read() {
+    let (dir, main) = setup(&[(
+        "prognos.yml",
+        "global:\n  prometheus:\n    url: http://x:9090\n    basic_auth: {username: u, password_file: nope.txt}\n",
+    )]);
+    let e = errors(dir.path(), &main);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("prognos.yml:4:31: field 'global.prometheus.basic_auth.password_file': cannot read secret file"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn two_conditions_are_rejected() {
+    let rule = RULE.replace(
+        "          time_to_threshold: {threshold: 100e9, less_than: 3d}\n",
+        "          time_to_threshold: {threshold: 100e9, less_than: 3d}\n          anomaly: {score_above: 0.9}\n",
+    );
+    let (dir, main) = setup(&[("prognos.yml", MAIN), ("rules/r.yml", &rule)]);
+    assert_eq!(
+        errors(dir.path(), &main),
+        [
+            r#"rules/r.yml:8:11: group "storage", rule "ShopDbFullSoon": field 'condition.anomaly': exactly one condition is allowed, got time_to_threshold and anomaly"#
+        ]
+    );
+}
+
+#[test]
+fn every_error_is_collected_in_one_run() {
+    let (dir, main) = setup(&[
+        (
+            "prognos.yml",
+            "\
+global:
+  prometheus:
+    url: ftp://x
+    bearer_token_file: t
+    bearer_token_env: PROGNOS_TEST_SURELY_UNSET_VARIABLE
+  shard: 3/2
+rule_files: [rules/*.yml, missing/*.yml]
+",
+        ),
+        ("t", "token"),
+        (
+            "rules/a.yml",
+            &format!("{RULE}        for: -5m\n        step: 0s\n"),
+        ),
+        ("rules/b.yml", "groups:\n  - name: g\n    rules: [\n"),
+    ]);
+    let e = errors(dir.path(), &main);
+    let want = [
+        "prognos.yml:3:5: field 'global.prometheus.url': expected an http:// or https:// URL",
+        "prognos.yml:5:5: field 'global.prometheus.bearer_token_env': contradicts bearer_token_file",
+        "prognos.yml:6:3: field 'global.shard': expected i/n with 0 ≤ i < n",
+        "prognos.yml:7:27: field 'rule_files[1]': \"missing/*.yml\" matches no file",
+        "rules/a.yml:9:9: group \"storage\", rule \"ShopDbFullSoon\": field 'step': must be > 0s",
+        "rules/a.yml:8:9: group \"storage\", rule \"ShopDbFullSoon\": field 'for': must be ≥ 0s, got \"-5m\"",
+        "rules/b.yml:4:1: ",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, want) in e.iter().zip(want) {
+        assert!(got.starts_with(want), "got  {got}\nwant {want}");
+    }
+    let text = format!("{:#}", check(&[main]).unwrap_err());
+    assert_eq!(text.lines().count(), want.len(), "{text}");
+}

@@ -1,0 +1,300 @@
+//! The live engine against a real Prometheus (Debian's, started on loopback
+//! with days of backfilled history): predictions on /metrics and in
+//! Prometheus, a predictive disk-fill alert, restarts, outages and shards.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use prognos::alert::{AlertEvent, AlertSink, AlertStore};
+use prognos::commands::run::{build_engine, client_for, load_config};
+use prognos::config::Shard;
+use prognos::scheduler::{Engine, Health};
+use support::{Prometheus, free_port, now_secs, openmetrics_gauges};
+
+const STEP: i64 = 300;
+const DAY: i64 = 86_400;
+
+/// A disk filling 10 GB a day from 50 GB with a small daily wiggle: three
+/// days of history ending a minute ago.
+fn disk_history(end: i64) -> Vec<(i64, f64)> {
+    let start = end - 3 * DAY;
+    (0..=(3 * DAY / STEP))
+        .map(|k| {
+            let t = start + k * STEP;
+            let days = (t - start) as f64 / DAY as f64;
+            let wiggle = 0.2e9 * (std::f64::consts::TAU * days).sin();
+            let noise = ((k * 7919) % 17) as f64 * 1e7;
+            (t, 50e9 + 10e9 * days + wiggle + noise)
+        })
+        .collect()
+}
+
+/// CPU of `n` instances with a daily cycle.
+fn cpu_history(end: i64, n: usize) -> Vec<(String, Vec<(i64, f64)>)> {
+    (0..n)
+        .map(|i| {
+            let start = end - 3 * DAY;
+            let samples = (0..=(3 * DAY / STEP))
+                .map(|k| {
+                    let t = start + k * STEP;
+                    let phase = (t % DAY) as f64 / DAY as f64;
+                    (
+                        t,
+                        40.0 + 5.0 * i as f64 % 30.0
+                            + 20.0 * (std::f64::consts::TAU * phase).sin()
+                            + ((k as usize * 31 + i) % 7) as f64,
+                    )
+                })
+                .collect();
+            (format!("host{i:02}"), samples)
+        })
+        .collect()
+}
+
+fn backfill(end: i64, cpu_instances: usize) -> String {
+    let disk = disk_history(end);
+    let cpu = cpu_history(end, cpu_instances);
+    let labels: Vec<Vec<(&str, &str)>> = cpu
+        .iter()
+        .map(|(h, _)| vec![("instance", h.as_str())])
+        .collect();
+    let mut series: Vec<support::GaugeSeries> =
+        vec![("disk_used_bytes", &[("mount", "/data")][..], disk)];
+    for ((_, samples), l) in cpu.iter().zip(&labels) {
+        series.push(("cpu_percent", l.as_slice(), samples.clone()));
+    }
+    openmetrics_gauges(&series)
+}
+
+fn write_config(dir: &Path, prom_url: &str, listen_port: u16) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(
+        dir.join("rules/test.yml"),
+        r#"groups:
+  - name: storage
+    rules:
+      - alert: DataDiskFullSoon
+        expr: disk_used_bytes
+        history: 3d
+        step: 5m
+        model: auto
+        horizons: [1h, 1d]
+        condition:
+          time_to_threshold: {threshold: 88e9, direction: above, less_than: 1d}
+        for: 0s
+        labels: {severity: warning}
+        annotations:
+          summary: 'Disk {{ $labels.mount }} full in {{ $eta }}'
+  - name: compute
+    rules:
+      - alert: CpuAnomalous
+        expr: cpu_percent
+        history: 3d
+        step: 5m
+        model: auto
+        horizons: [1h]
+        condition:
+          anomaly: {score_above: 0.99}
+        for: 10m
+"#,
+    )
+    .unwrap();
+    let config = dir.join("prognos.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  prometheus:\n    url: {prom_url}\n    timeout: 10s\n  evaluation_interval: 15s\n  state_dir: state\n  listen: 127.0.0.1:{listen_port}\nrule_files:\n  - rules/*.yml\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// A sink that keeps every event (a peer standing in for the notifiers).
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, AlertEvent)>>);
+
+impl AlertSink for Recorder {
+    fn send(&self, rule: &str, events: &[AlertEvent]) {
+        let mut v = self.0.lock().unwrap();
+        for e in events {
+            v.push((rule.to_string(), e.clone()));
+        }
+    }
+}
+
+fn engine_with(config: &Path, shard: Shard, sink: Arc<Recorder>) -> Engine {
+    let cfg = load_config(config).expect("config loads");
+    std::fs::create_dir_all(&cfg.state_dir).unwrap();
+    let file = format!("state-{}-{}.redb", shard.index, shard.count);
+    let store = AlertStore::open(&cfg.state_dir.join(file)).unwrap();
+    let client = client_for(&cfg).unwrap();
+    Engine::new(cfg, shard, client, store, sink).unwrap()
+}
+
+fn metrics_text(engine: &Engine) -> String {
+    engine.metrics.encode()
+}
+
+async fn series_keys(engine: &Engine, rule: &str) -> BTreeSet<String> {
+    for r in &engine.rules {
+        let rt = r.lock().await;
+        if rt.id == rule {
+            return rt.series.keys().cloned().collect();
+        }
+    }
+    panic!("no rule {rule}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predicts_alerts_ahead_survives_restart_and_outage() {
+    let now = now_secs();
+    let end = now - 60;
+    let mut prom = Prometheus::start(&backfill(end, 3), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &prom.url, free_port());
+    let sink = Arc::new(Recorder::default());
+    let engine = engine_with(&config, Shard { index: 0, count: 1 }, sink.clone());
+    engine.evaluate_all(now).await;
+
+    // Predictions with the series' labels plus `rule`.
+    let text = metrics_text(&engine);
+    for want in [
+        "prognos_expected_value{mount=\"/data\",rule=\"storage/DataDiskFullSoon\"}",
+        "prognos_forecast_value{mount=\"/data\",rule=\"storage/DataDiskFullSoon\",horizon=\"1d\"}",
+        "prognos_time_to_threshold_seconds{mount=\"/data\",rule=\"storage/DataDiskFullSoon\"}",
+        "prognos_anomaly_score{instance=\"host00\",rule=\"compute/CpuAnomalous\"}",
+        "prognos_series_modelled{rule=\"compute/CpuAnomalous\"} 3",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+    // The disk is at ~80 GB, below 88 GB: the alert fires ahead of the crossing.
+    let events = sink.0.lock().unwrap().clone();
+    let fired: Vec<_> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            AlertEvent::Firing(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fired.len(), 1, "{events:?}");
+    let a = &fired[0];
+    assert_eq!(a.labels["alertname"], "DataDiskFullSoon");
+    assert_eq!(a.labels["severity"], "warning");
+    assert!(
+        a.annotations["summary"].starts_with("Disk /data full in ~"),
+        "{:?}",
+        a.annotations
+    );
+    let eta_line = text
+        .lines()
+        .find(|l| l.starts_with("prognos_time_to_threshold_seconds{"))
+        .unwrap();
+    let eta: f64 = eta_line.rsplit(' ').next().unwrap().parse().unwrap();
+    // 8 GB at 10 GB a day: about 19 hours.
+    assert!((12.0 * 3600.0..=26.0 * 3600.0).contains(&eta), "{eta_line}");
+    assert!(disk_history(end).last().unwrap().1 < 88e9);
+
+    // A restart resumes the firing alert without notifying again.
+    drop(engine);
+    let sink2 = Arc::new(Recorder::default());
+    let engine = engine_with(&config, Shard { index: 0, count: 1 }, sink2.clone());
+    engine.evaluate_all(now + 15).await;
+    assert!(
+        sink2.0.lock().unwrap().is_empty(),
+        "{:?}",
+        sink2.0.lock().unwrap()
+    );
+    let active: usize = {
+        let mut n = 0;
+        for r in &engine.rules {
+            n += r.lock().await.alerts.active().count();
+        }
+        n
+    };
+    assert_eq!(active, 1);
+
+    // Prometheus down: the engine keeps serving and reports the error; it recovers.
+    prom.stop();
+    engine.evaluate_all(now + 330).await;
+    let rt = engine.rules[0].lock().await;
+    assert_eq!(rt.health, Health::Err);
+    assert!(rt.last_error.is_some());
+    drop(rt);
+    let text = metrics_text(&engine);
+    assert!(
+        text.contains("prognos_errors_total{rule=\"storage/DataDiskFullSoon\",kind=\"connect\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prognos_expected_value{mount=\"/data\""),
+        "predictions stay served"
+    );
+    prom.restart();
+    engine.evaluate_all(now + 630).await;
+    assert_eq!(engine.rules[0].lock().await.health, Health::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_model_exactly_what_one_engine_models() {
+    let now = now_secs();
+    let prom = Prometheus::start(&backfill(now - 60, 24), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &prom.url, free_port());
+    let whole = engine_with(&config, Shard { index: 0, count: 1 }, Arc::default());
+    let a = engine_with(&config, Shard { index: 0, count: 2 }, Arc::default());
+    let b = engine_with(&config, Shard { index: 1, count: 2 }, Arc::default());
+    for e in [&whole, &a, &b] {
+        e.evaluate_all(now).await;
+    }
+    let rule = "compute/CpuAnomalous";
+    let (all, sa, sb) = (
+        series_keys(&whole, rule).await,
+        series_keys(&a, rule).await,
+        series_keys(&b, rule).await,
+    );
+    assert_eq!(all.len(), 24);
+    assert!(sa.is_disjoint(&sb));
+    assert_eq!(sa.union(&sb).cloned().collect::<BTreeSet<_>>(), all);
+    assert!(!sa.is_empty() && !sb.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_predictions() {
+    let now = now_secs();
+    let port = free_port();
+    let prom = Prometheus::start(&backfill(now - 60, 1), &[format!("127.0.0.1:{port}")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &prom.url, port);
+    let cfg = load_config(&config).unwrap();
+    let engine = Arc::new(build_engine(cfg, Shard { index: 0, count: 1 }).unwrap());
+    engine.evaluate_all(now).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let app = prognos::server::app(engine.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = client_for(&load_config(&config).unwrap()).unwrap();
+    let mut found = Vec::new();
+    for _ in 0..60 {
+        let r = client.query("prognos_expected_value", None).await.unwrap();
+        if !r.data.is_empty() {
+            found = r.data;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        !found.is_empty(),
+        "Prometheus never scraped prognos_expected_value"
+    );
+    let s = found
+        .iter()
+        .find(|s| s.labels.get("mount").map(String::as_str) == Some("/data"))
+        .expect("the disk series");
+    assert_eq!(s.labels["rule"], "storage/DataDiskFullSoon");
+    assert!(s.value > 70e9 && s.value < 90e9, "{}", s.value);
+}

@@ -1,0 +1,21 @@
+//! Shared harness of the integration tests: a real Prometheus on loopback
+//! with backfilled history, OpenMetrics text to backfill, and a canned HTTP
+//! peer for error cases. Use it with `mod support;`.
+//!
+//! - [`prometheus`]: [`Prometheus`] started from `/usr/bin/prometheus` and
+//!   `promtool` (Debian's `prometheus` package, `scripts/install-deps`).
+//! - [`openmetrics`]: [`openmetrics_gauges`] writes the text `promtool`
+//!   backfills.
+//! - [`http_peer`]: [`CannedPeer`] answers every request with one fixed
+//!   response (a proxy's HTML page, a 503).
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code, unused_imports)]
+
+pub mod http_peer;
+pub mod openmetrics;
+pub mod prometheus;
+
+pub use http_peer::CannedPeer;
+pub use openmetrics::{GaugeSeries, now_secs, openmetrics_gauges};
+pub use prometheus::{Prometheus, free_port};
