@@ -32,6 +32,44 @@ pub enum Command {
     Run(RunArgs),
     /// Validate configuration and rule files; every problem is listed with file, line and field.
     Check(CheckArgs),
+    /// Replay the rules over history held in Prometheus: when would each alert have fired and resolved?
+    Backtest(BacktestArgs),
+    /// Write weeks of realistic demo history of the seed metrics as OpenMetrics (for promtool backfill).
+    History(HistoryArgs),
+}
+
+/// `prognos history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Days of history.
+    #[arg(long, default_value_t = 14.0)]
+    pub days: f64,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 60)]
+    pub step: i64,
+    /// End of the history (default now).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// File to write ("-" for stdout).
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+/// `prognos backtest`.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The main configuration file.
+    #[arg(long, short, default_value = "prognos.yml")]
+    pub config: PathBuf,
+    /// Start of the replay (RFC 3339, 'YYYY-MM-DD HH:MM:SS' UTC or Unix seconds).
+    #[arg(long)]
+    pub from: String,
+    /// End of the replay.
+    #[arg(long)]
+    pub to: String,
+    /// Time between evaluations (default 5m).
+    #[arg(long)]
+    pub every: Option<String>,
 }
 
 /// `prognos run`.
@@ -49,6 +87,9 @@ pub struct RunArgs {
     /// Evaluate every rule once, print a summary and exit.
     #[arg(long)]
     pub once: bool,
+    /// Enable `POST /-/reload`, requiring `Authorization: Bearer <the token in this file>`.
+    #[arg(long)]
+    pub reload_token_file: Option<PathBuf>,
 }
 
 /// `prognos check`.

@@ -24,7 +24,7 @@ pub struct SeriesVerdict {
     pub eta_text: Option<String>,
     /// Whether the rule's condition holds.
     pub holds: bool,
-    /// The value reported with the alert: the forecast at the crossing, the score, or the latest value.
+    /// The value reported with the alert (`$value`): the latest value, or the anomaly score for anomaly rules.
     pub value: f64,
 }
 
@@ -115,9 +115,6 @@ pub fn evaluate(rule: &Rule, series: &ModelledSeries, level: Level) -> SeriesVer
                     .to_string()
             }
         });
-        if let Some(k) = crossing.expected.filter(|&k| k > 0) {
-            verdict.value = f.point[k - 1];
-        }
         verdict.holds = match &rule.condition {
             Condition::Forecast { .. } => crossing.expected.is_some(),
             Condition::TimeToThreshold { less_than, .. } => verdict

@@ -72,7 +72,7 @@ pub struct Engine {
     client: PromClient,
     /// Exported metrics.
     pub metrics: Arc<Metrics>,
-    store: AlertStore,
+    store: Arc<AlertStore>,
     sink: Arc<dyn AlertSink>,
     /// Every rule's runtime state.
     pub rules: Vec<Arc<Mutex<RuleRuntime>>>,
@@ -104,13 +104,15 @@ pub fn align(t: i64, step: i64) -> i64 {
 }
 
 impl Engine {
-    /// An engine for `config`; alert state is loaded from the store.
+    /// An engine for `config`; alert state is loaded from the store. The
+    /// store and metrics outlive reloads, so they are passed in.
     pub fn new(
         config: Config,
         shard: Shard,
         client: PromClient,
-        store: AlertStore,
+        store: Arc<AlertStore>,
         sink: Arc<dyn AlertSink>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, crate::alert::StoreError> {
         let mut saved: BTreeMap<String, RuleAlerts> = store.load_all()?.into_iter().collect();
         let mut rules = Vec::new();
@@ -136,11 +138,64 @@ impl Engine {
             config,
             shard,
             client,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             store,
             sink,
             rules,
         })
+    }
+
+    /// After a reload: takes over the modelled series of every rule whose
+    /// definition did not change (where it sits in its file aside), so they
+    /// are not refitted; forgets the store entries and exported series of
+    /// rules that are gone.
+    pub async fn carry_over(&self, old: &Engine) {
+        let same = |a: &Rule, b: &Rule| {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.line = 0;
+            b.line = 0;
+            a == b
+        };
+        let mut kept = std::collections::HashSet::new();
+        for new in &self.rules {
+            let mut n = new.lock().await;
+            for o in &old.rules {
+                let mut o = o.lock().await;
+                if o.id == n.id {
+                    kept.insert(o.id.clone());
+                    if same(&o.rule, &n.rule) && old.shard == self.shard {
+                        n.series = std::mem::take(&mut o.series);
+                        n.verdicts = std::mem::take(&mut o.verdicts);
+                        n.last_eval = o.last_eval;
+                        n.health = o.health;
+                    }
+                }
+            }
+        }
+        let mut gone = Vec::new();
+        for o in &old.rules {
+            let o = o.lock().await;
+            let horizons: Vec<String> = o.rule.horizons.iter().map(|&h| horizon_label(h)).collect();
+            // Series not taken over (the rule changed or went away) stop being exported.
+            for s in o.series.values() {
+                self.metrics
+                    .forget_series(&series_labels(&o.id, &s.labels), &horizons);
+            }
+            if !kept.contains(&o.id) {
+                self.metrics.series_modelled.remove(&one("rule", &o.id));
+                for state in ["pending", "firing"] {
+                    self.metrics.alerts.remove(&vec![
+                        ("rule".into(), o.id.clone()),
+                        ("state".into(), state.into()),
+                    ]);
+                }
+                gone.push(o.id.clone());
+            }
+        }
+        let gone_refs: Vec<&str> = gone.iter().map(String::as_str).collect();
+        if let Err(e) = self.store.remove(&gone_refs) {
+            tracing::warn!(error = %e, "Could not forget the state of removed rules.");
+        }
     }
 
     /// Evaluates every rule once at `now` (the CLI's one-shot path and tests).

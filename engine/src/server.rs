@@ -7,27 +7,53 @@
 //! - `GET /api/v1/series` — every modelled series with an id.
 //! - `GET /api/v1/series/{id}/forecast` — the series' latest point, expectation and forecast path with its band.
 //! - `GET /-/healthy`, `GET /-/ready` (ready once every rule has been evaluated).
+//! - `POST /-/reload` — reloads the configuration; off unless `prognos run` was given
+//!   `--reload-token-file`, and then only with `Authorization: Bearer <token>`.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use prognos_models::forecast::Level;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{RwLock, mpsc, oneshot};
 
 use crate::alert::Alert;
 use crate::evaluate::{horizon_label, steps};
 use crate::exposition::CONTENT_TYPE;
 use crate::scheduler::{BAND_LEVEL, Engine, Health, label_hash};
 
-/// What the handlers share.
-pub type AppState = Arc<Engine>;
+/// A request to reload the configuration, answered with the outcome.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// What the handlers share: the engine in force (swapped on reload) and,
+/// when enabled, the way to ask for a reload.
+#[derive(Debug)]
+pub struct ServerState {
+    /// The engine in force.
+    pub engine: RwLock<Arc<Engine>>,
+    /// Bearer token and channel for `POST /-/reload`; None: the endpoint is off.
+    pub reload: Option<(String, mpsc::Sender<ReloadRequest>)>,
+}
+
+/// The shared state of the handlers.
+pub type AppState = Arc<ServerState>;
+
+impl ServerState {
+    /// State serving `engine`, without the reload endpoint.
+    pub fn new(engine: Arc<Engine>) -> AppState {
+        Arc::new(Self {
+            engine: RwLock::new(engine),
+            reload: None,
+        })
+    }
+}
 
 /// The router.
-pub fn app(engine: AppState) -> Router {
+pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "prognos is healthy.\n" }))
@@ -36,14 +62,59 @@ pub fn app(engine: AppState) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/series", get(series))
         .route("/api/v1/series/{id}/forecast", get(forecast))
-        .with_state(engine)
+        .route("/-/reload", post(reload))
+        .with_state(state)
 }
 
-async fn metrics(State(e): State<AppState>) -> Response {
+async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((token, tx)) = &s.reload else {
+        return (
+            StatusCode::FORBIDDEN,
+            "reload over HTTP is off: start prognos with --reload-token-file\n",
+        )
+            .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given != Some(token.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required\n",
+        )
+            .into_response();
+    }
+    let (answer, outcome) = oneshot::channel();
+    if tx.send(answer).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "prognos is shutting down\n",
+        )
+            .into_response();
+    }
+    match outcome.await {
+        Ok(Ok(())) => "configuration reloaded\n".into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            format!("reload failed, the running configuration is kept:\n{e}\n"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "prognos is shutting down\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let e = s.engine.read().await.clone();
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], e.metrics.encode()).into_response()
 }
 
-async fn ready(State(e): State<AppState>) -> Response {
+async fn ready(State(s): State<AppState>) -> Response {
+    let e = s.engine.read().await.clone();
     for r in &e.rules {
         if r.lock().await.last_eval.is_none() {
             return (
@@ -76,7 +147,8 @@ struct AlertView<'a> {
     alert: &'a Alert,
 }
 
-async fn alerts(State(e): State<AppState>) -> Response {
+async fn alerts(State(s): State<AppState>) -> Response {
+    let e = s.engine.read().await.clone();
     let mut out = Vec::new();
     for r in &e.rules {
         let rt = r.lock().await;
@@ -108,7 +180,8 @@ struct RuleView {
     alerts_active: usize,
 }
 
-async fn rules(State(e): State<AppState>) -> Response {
+async fn rules(State(s): State<AppState>) -> Response {
+    let e = s.engine.read().await.clone();
     let mut out = Vec::new();
     for r in &e.rules {
         let rt = r.lock().await;
@@ -134,7 +207,8 @@ pub fn series_id(rule: &str, key: &str) -> String {
     format!("{:016x}", label_hash(&format!("{rule}\u{0}{key}")))
 }
 
-async fn series(State(e): State<AppState>) -> Response {
+async fn series(State(s): State<AppState>) -> Response {
+    let e = s.engine.read().await.clone();
     let mut out = Vec::new();
     for r in &e.rules {
         let rt = r.lock().await;
@@ -161,10 +235,11 @@ pub struct ForecastQuery {
 }
 
 async fn forecast(
-    State(e): State<AppState>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<ForecastQuery>,
 ) -> Response {
+    let e = state.engine.read().await.clone();
     let level = Level::try_from(BAND_LEVEL).expect("a constant level in (0, 1)");
     for r in &e.rules {
         let rt = r.lock().await;

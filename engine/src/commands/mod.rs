@@ -1,17 +1,21 @@
 //! The commands behind the CLI, one module each.
 
+mod backtest;
 mod check;
 mod detect;
 mod eval_forecast;
 mod eval_nab;
 mod forecast;
+mod history;
 pub mod run;
 
+pub use backtest::backtest;
 pub use check::check;
 pub use detect::detect;
 pub use eval_forecast::eval_forecast;
 pub use eval_nab::{NabRun, eval_nab};
 pub use forecast::forecast;
+pub use history::history;
 
 use crate::cli::{Cli, Command, EvalCommand};
 
@@ -24,6 +28,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             eval_nab(&args).map(|run| print!("{}", run.report(args.verbose)))
         }
         Command::Run(args) => run::run(&args),
+        Command::Backtest(args) => backtest(&args).map(|report| print!("{report}")),
+        Command::History(args) => {
+            history(&args).map(|n| tracing::info!(samples = n, "History written."))
+        }
         Command::Check(args) => check(&args.configs).map(|summary| print!("{summary}")),
         Command::Eval(EvalCommand::Forecast(args)) => {
             let table = eval_forecast(&args)?;

@@ -1,19 +1,23 @@
 //! `prognos run`: the live engine. Loads the configuration, serves HTTP,
-//! and evaluates each rule group on aligned slots until stopped.
+//! evaluates each rule group on aligned slots, and reloads on SIGHUP or
+//! `POST /-/reload` — keeping the running configuration when the new one is
+//! invalid, and the models of rules that did not change.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use crate::alert::{AlertStore, LogSink};
+use crate::alert::{AlertSink, AlertStore, LogSink};
 use crate::cli::RunArgs;
 use crate::config::{self, Config, Shard};
-use crate::exposition::one;
+use crate::exposition::{Metrics, one};
 use crate::prom::{ClientSettings, PromClient};
-use crate::scheduler::Engine;
-use crate::server;
+use crate::scheduler::{Engine, align};
+use crate::server::{self, ReloadRequest, ServerState};
 
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
@@ -44,8 +48,8 @@ pub fn load_config(path: &Path) -> Result<Config> {
     config::load(path).map_err(|e| anyhow!("{e}"))
 }
 
-/// Builds the engine for `config`, with its alert state from the state directory.
-pub fn build_engine(config: Config, shard: Shard) -> Result<Engine> {
+/// Opens the alert store of `shard` in the configuration's state directory.
+pub fn open_store(config: &Config, shard: Shard) -> Result<AlertStore> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
     let file = if shard.count > 1 {
@@ -53,7 +57,12 @@ pub fn build_engine(config: Config, shard: Shard) -> Result<Engine> {
     } else {
         "state.redb".to_string()
     };
-    let store = AlertStore::open(&config.state_dir.join(file))?;
+    Ok(AlertStore::open(&config.state_dir.join(file))?)
+}
+
+/// Builds an engine for `config` with its own store, metrics and a logging sink.
+pub fn build_engine(config: Config, shard: Shard) -> Result<Engine> {
+    let store = Arc::new(open_store(&config, shard)?);
     let client = client_for(&config)?;
     Ok(Engine::new(
         config,
@@ -61,6 +70,7 @@ pub fn build_engine(config: Config, shard: Shard) -> Result<Engine> {
         client,
         store,
         Arc::new(LogSink),
+        Arc::new(Metrics::new()),
     )?)
 }
 
@@ -71,16 +81,71 @@ pub fn run(args: &RunArgs) -> Result<()> {
         config.listen = listen;
     }
     let shard = args.shard.unwrap_or(config.shard);
+    let reload_token = match &args.reload_token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading --reload-token-file {}", p.display()))?
+                .trim()
+                .to_string(),
+        )
+        .filter(|t| !t.is_empty()),
+        None => None,
+    };
+    if args.reload_token_file.is_some() && reload_token.is_none() {
+        anyhow::bail!("--reload-token-file: the file is empty");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, shard, args.once))
+    runtime.block_on(serve(
+        args.config.clone(),
+        config,
+        shard,
+        args.once,
+        reload_token,
+    ))
 }
 
-async fn serve(config: Config, shard: Shard, once: bool) -> Result<()> {
+/// What outlives a reload.
+struct Lasting {
+    path: PathBuf,
+    shard: Shard,
+    store: Arc<AlertStore>,
+    metrics: Arc<Metrics>,
+    sink: Arc<dyn AlertSink>,
+}
+
+impl Lasting {
+    fn engine(&self, config: Config) -> Result<Engine> {
+        let client = client_for(&config)?;
+        Ok(Engine::new(
+            config,
+            self.shard,
+            client,
+            self.store.clone(),
+            self.sink.clone(),
+            self.metrics.clone(),
+        )?)
+    }
+}
+
+async fn serve(
+    path: PathBuf,
+    config: Config,
+    shard: Shard,
+    once: bool,
+    reload_token: Option<String>,
+) -> Result<()> {
     let listen = config.listen;
-    let engine = Arc::new(build_engine(config, shard)?);
+    let lasting = Lasting {
+        path,
+        shard,
+        store: Arc::new(open_store(&config, shard)?),
+        metrics: Arc::new(Metrics::new()),
+        sink: Arc::new(LogSink),
+    };
+    let engine = Arc::new(lasting.engine(config)?);
     if once {
         engine.evaluate_all(unix_now()).await;
         for r in &engine.rules {
@@ -98,20 +163,106 @@ async fn serve(config: Config, shard: Shard, once: bool) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, shard = %format!("{}/{}", shard.index, shard.count), rules = engine.rules.len(), "prognos started.");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tracing::info!(%listen, shard = %shard, rules = engine.rules.len(), "prognos started.");
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let state = Arc::new(ServerState {
+        engine: tokio::sync::RwLock::new(engine.clone()),
+        reload: reload_token.map(|t| (t, reload_tx.clone())),
+    });
+    let (stop_all_tx, mut stop_all_rx) = watch::channel(false);
+    let server = {
+        let app = server::app(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    let _ = stop_all_tx.send(true);
+                })
+                .await
+        })
+    };
+    tokio::spawn(sighup_forwarder(reload_tx));
+    let (mut stop_groups, mut groups) = spawn_groups(engine);
+    loop {
+        tokio::select! {
+            Some(answer) = reload_rx.recv() => {
+                let outcome = reload(&lasting, &state, &mut stop_groups, &mut groups).await;
+                if let Err(e) = &outcome {
+                    tracing::error!(error = %e, "Reload failed; the running configuration is kept.");
+                }
+                let _ = answer.send(outcome);
+            }
+            _ = stop_all_rx.changed() => break,
+        }
+    }
+    let _ = stop_groups.send(true);
+    for g in groups {
+        let _ = g.await;
+    }
+    let _ = server.await;
+    tracing::info!("prognos stopped.");
+    Ok(())
+}
+
+/// Loads the configuration anew and swaps the engine; on any error the
+/// running one stays.
+async fn reload(
+    lasting: &Lasting,
+    state: &ServerState,
+    stop_groups: &mut watch::Sender<bool>,
+    groups: &mut Vec<JoinHandle<()>>,
+) -> Result<(), String> {
+    let config = load_config(&lasting.path).map_err(|e| format!("{e:#}"))?;
+    let new = lasting.engine(config).map_err(|e| format!("{e:#}"))?;
+    // Stop the old loops before taking their state over.
+    let _ = stop_groups.send(true);
+    for g in groups.drain(..) {
+        let _ = g.await;
+    }
+    let old = state.engine.read().await.clone();
+    new.carry_over(&old).await;
+    let new = Arc::new(new);
+    *state.engine.write().await = new.clone();
+    (*stop_groups, *groups) = spawn_groups(new.clone());
+    tracing::info!(rules = new.rules.len(), "Configuration reloaded.");
+    Ok(())
+}
+
+async fn sighup_forwarder(tx: mpsc::Sender<ReloadRequest>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let (answer, _outcome) = tokio::sync::oneshot::channel();
+            if tx.send(answer).await.is_err() {
+                return;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tx;
+}
+
+/// One task per rule group, evaluating on aligned slots until told to stop.
+fn spawn_groups(engine: Arc<Engine>) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for g in engine.config.groups.clone() {
         let engine = engine.clone();
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let every = g.interval.max(Duration::from_secs(1));
-            let secs = every.as_secs().max(1) as i64;
-            let mut next = crate::scheduler::align(unix_now(), secs) + secs;
+            let secs = g.interval.as_secs().max(1) as i64;
+            let mut next = align(unix_now(), secs) + secs;
             // Evaluate at once on start, then on aligned slots.
             let mut slot = unix_now();
             loop {
                 for r in &engine.rules {
+                    if *stop.borrow() {
+                        return;
+                    }
                     let mut rt = r.lock().await;
                     if rt.group == g.name {
                         engine.evaluate_rule(&mut rt, slot).await;
@@ -137,24 +288,14 @@ async fn serve(config: Config, shard: Shard, once: bool) -> Result<()> {
                 let wait = Duration::from_secs((next - now).max(0) as u64);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => break,
+                    _ = stop.changed() => return,
                 }
                 slot = next;
                 next += secs;
             }
         }));
     }
-    let app = server::app(engine.clone());
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    server.await.context("HTTP server")?;
-    for t in tasks {
-        let _ = t.await;
-    }
-    tracing::info!("prognos stopped.");
-    Ok(())
+    (stop_tx, tasks)
 }
 
 async fn shutdown_signal() {
