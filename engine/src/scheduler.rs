@@ -371,23 +371,28 @@ impl Engine {
         let kind = rt.rule.model;
         let rule_id = rt.id.clone();
         let metrics = self.metrics.clone();
-        // Fitting is CPU work: off the async threads.
-        let fitted = tokio::task::spawn_blocking(move || {
-            candidates
-                .into_iter()
-                .map(|(k, s)| {
-                    let t = Instant::now();
-                    let r = ModelledSeries::fit(s.labels, &s.samples, step, kind, max_horizon, now);
-                    metrics
-                        .fit_duration
-                        .get_or_create(&one("rule", &rule_id))
-                        .observe(t.elapsed().as_secs_f64());
-                    (k, r)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+        // Fitting is CPU work: off the async threads, spread over the cores.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(candidates.len().max(1));
+        let chunk = candidates.len().div_ceil(workers).max(1);
+        let mut jobs = Vec::new();
+        while !candidates.is_empty() {
+            let part: Vec<(String, RangeSeries)> = candidates.drain(..chunk.min(candidates.len())).collect();
+            let (metrics, rule_id) = (metrics.clone(), rule_id.clone());
+            jobs.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|(k, s)| {
+                        let t = Instant::now();
+                        let r = ModelledSeries::fit(s.labels, &s.samples, step, kind, max_horizon, now);
+                        metrics.fit_duration.get_or_create(&one("rule", &rule_id)).observe(t.elapsed().as_secs_f64());
+                        (k, r)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut fitted = Vec::new();
+        for j in jobs {
+            fitted.extend(j.await.unwrap_or_default());
+        }
         for (k, r) in fitted {
             match r {
                 Ok(m) => {
