@@ -23,6 +23,10 @@ use crate::prom::{PromClient, PromError, RangeSeries};
 pub const BAND_LEVEL: f64 = 0.95;
 /// A model is refitted from full history at least this often.
 pub const REFIT_EVERY_SECS: i64 = 6 * 3600;
+/// A rule returning more than this many times its series limit is refused
+/// before its history is fetched; up to it, the first series (by labels) are
+/// modelled and the rest counted as dropped.
+pub const REFUSE_FACTOR: usize = 10;
 /// A series absent for this long is dropped.
 pub const VANISH_GRACE_SECS: i64 = 15 * 60;
 
@@ -299,6 +303,7 @@ impl Engine {
             }
         }
         if needs_full || !refit_keys.is_empty() {
+            self.check_cardinality(rt, now).await?;
             let history = rt.rule.history.as_secs() as i64;
             let full = self.query(rt, align(now - history, step), end).await?;
             self.fit_series(rt, full, now, max_horizon, &refit_keys)
@@ -339,6 +344,28 @@ impl Engine {
         Ok(())
     }
 
+    /// Before fetching full history, counts the series the rule returns: far
+    /// past its limit, fetching them all would cost memory for nothing, so the
+    /// rule fails with a clear error instead (the other rules keep running).
+    async fn check_cardinality(&self, rt: &RuleRuntime, now: i64) -> Result<(), PromError> {
+        let r = self
+            .client
+            .query(&format!("count({})", rt.rule.expr), Some(now))
+            .await?;
+        let count = r.data.first().map_or(0.0, |s| s.value);
+        let limit = rt.rule.series_limit;
+        if count > (REFUSE_FACTOR * limit) as f64 {
+            self.metrics
+                .series_limit_dropped
+                .get_or_create(&one("rule", &rt.id))
+                .inc_by((count as u64).saturating_sub(rt.series.len() as u64));
+            return Err(PromError::InvalidArgument(format!(
+                "the expression returns {count} series, more than {REFUSE_FACTOR}× its series_limit of {limit}: narrow it or raise series_limit"
+            )));
+        }
+        Ok(())
+    }
+
     /// Fits every series of `full` that is new or listed in `refit`, within the rule's series limit.
     async fn fit_series(
         &self,
@@ -372,18 +399,25 @@ impl Engine {
         let rule_id = rt.id.clone();
         let metrics = self.metrics.clone();
         // Fitting is CPU work: off the async threads, spread over the cores.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(candidates.len().max(1));
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(candidates.len().max(1));
         let chunk = candidates.len().div_ceil(workers).max(1);
         let mut jobs = Vec::new();
         while !candidates.is_empty() {
-            let part: Vec<(String, RangeSeries)> = candidates.drain(..chunk.min(candidates.len())).collect();
+            let part: Vec<(String, RangeSeries)> =
+                candidates.drain(..chunk.min(candidates.len())).collect();
             let (metrics, rule_id) = (metrics.clone(), rule_id.clone());
             jobs.push(tokio::task::spawn_blocking(move || {
                 part.into_iter()
                     .map(|(k, s)| {
                         let t = Instant::now();
-                        let r = ModelledSeries::fit(s.labels, &s.samples, step, kind, max_horizon, now);
-                        metrics.fit_duration.get_or_create(&one("rule", &rule_id)).observe(t.elapsed().as_secs_f64());
+                        let r =
+                            ModelledSeries::fit(s.labels, &s.samples, step, kind, max_horizon, now);
+                        metrics
+                            .fit_duration
+                            .get_or_create(&one("rule", &rule_id))
+                            .observe(t.elapsed().as_secs_f64());
                         (k, r)
                     })
                     .collect::<Vec<_>>()

@@ -482,3 +482,58 @@ async fn run_reloads_over_http_and_sighup_keeping_the_old_rules_on_error() {
     }
     assert!(back, "SIGHUP did not reload");
 }
+
+/// A rule over its series limit models the first series and counts the
+/// rest; one far over it is refused with a clear error; the others run on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_limits_guard_cardinality_and_other_rules_keep_running() {
+    let now = now_secs();
+    let prom = Prometheus::start(&backfill(now - 60, 24), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &prom.url, free_port());
+    std::fs::write(
+        dir.path().join("rules/limits.yml"),
+        r#"groups:
+  - name: limits
+    rules:
+      - alert: SomeCpu
+        expr: cpu_percent
+        history: 3d
+        series_limit: 5
+        condition:
+          anomaly: {score_above: 0.99}
+      - alert: FarTooMany
+        expr: cpu_percent
+        history: 3d
+        series_limit: 2
+        condition:
+          anomaly: {score_above: 0.99}
+"#,
+    )
+    .unwrap();
+    let engine = engine_with(&config, Shard { index: 0, count: 1 }, Arc::default());
+    engine.evaluate_all(now).await;
+    let mut by_id = std::collections::HashMap::new();
+    for r in &engine.rules {
+        let rt = r.lock().await;
+        by_id.insert(
+            rt.id.clone(),
+            (rt.series.len(), rt.health, rt.last_error.clone()),
+        );
+    }
+    assert_eq!(by_id["limits/SomeCpu"].0, 5);
+    assert_eq!(by_id["limits/SomeCpu"].1, Health::Ok);
+    let (n, health, err) = &by_id["limits/FarTooMany"];
+    assert_eq!((*n, *health), (0, Health::Err));
+    assert!(
+        err.as_deref().unwrap().contains("returns 24 series"),
+        "{err:?}"
+    );
+    assert_eq!(by_id["compute/CpuAnomalous"].0, 24);
+    assert_eq!(by_id["storage/DataDiskFullSoon"].1, Health::Ok);
+    let text = metrics_text(&engine);
+    assert!(
+        text.contains("prognos_series_limit_dropped_total{rule=\"limits/SomeCpu\"} 19"),
+        "{text}"
+    );
+}
