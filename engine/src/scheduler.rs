@@ -202,6 +202,28 @@ impl Engine {
         }
     }
 
+    /// The recent history of one series of `rule` from Prometheus: the
+    /// rule's expression over `[end - window, end]` at its step, the series
+    /// with exactly `labels`. Empty when Prometheus no longer has it.
+    pub async fn recent_history(
+        &self,
+        rule: &Rule,
+        labels: &Labels,
+        end: i64,
+        window: i64,
+    ) -> Result<Vec<(i64, f64)>, PromError> {
+        let step = rule.step.as_secs().max(1) as i64;
+        let r = self
+            .client
+            .query_range(&rule.expr, align(end - window, step), end, step)
+            .await?;
+        Ok(r.data
+            .into_iter()
+            .find(|s| &s.labels == labels)
+            .map(|s| s.samples)
+            .unwrap_or_default())
+    }
+
     /// Evaluates every rule once at `now` (the CLI's one-shot path and tests).
     pub async fn evaluate_all(&self, now: i64) {
         for r in &self.rules {

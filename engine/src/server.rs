@@ -5,7 +5,8 @@
 //! - `GET /api/v1/alerts` — pending and firing alerts.
 //! - `GET /api/v1/rules` — every rule with its last evaluation, health and last error.
 //! - `GET /api/v1/series` — every modelled series with an id.
-//! - `GET /api/v1/series/{id}/forecast` — the series' latest point, expectation and forecast path with its band.
+//! - `GET /api/v1/series/{id}/forecast[?steps=N&history=SECONDS]` — the series' recent history
+//!   (from Prometheus, default the last 6 hours), latest point, expectation and forecast path with its band.
 //! - `GET /-/healthy`, `GET /-/ready` (ready once every rule has been evaluated).
 //! - `POST /-/reload` — reloads the configuration; off unless `prognos run` was given
 //!   `--reload-token-file`, and then only with `Authorization: Bearer <token>`.
@@ -232,7 +233,12 @@ async fn series(State(s): State<AppState>) -> Response {
 pub struct ForecastQuery {
     /// Steps to forecast; default the rule's longest horizon.
     pub steps: Option<usize>,
+    /// Seconds of recent history to include (from Prometheus); default 6 hours, 0 for none.
+    pub history: Option<i64>,
 }
+
+/// Default recent history in the forecast endpoint, seconds.
+pub const DEFAULT_HISTORY_SECS: i64 = 6 * 3600;
 
 async fn forecast(
     State(state): State<AppState>,
@@ -269,7 +275,12 @@ async fn forecast(
                 })
                 .collect();
             let verdict = rt.verdicts.get(k);
-            return ok(serde_json::json!({
+            let window = q
+                .history
+                .unwrap_or(DEFAULT_HISTORY_SECS)
+                .clamp(0, 30 * 86_400);
+            let (rule, labels, last_ts) = (rt.rule.clone(), s.labels.clone(), s.last_ts);
+            let mut body = serde_json::json!({
                 "id": id,
                 "rule": rt.id,
                 "labels": s.labels,
@@ -280,8 +291,23 @@ async fn forecast(
                 "horizons": rt.rule.horizons.iter().map(|&h| horizon_label(h)).collect::<Vec<_>>(),
                 "time_to_threshold": verdict.and_then(|v| v.eta_text.clone()),
                 "forecast": path,
-            }))
-            .into_response();
+            });
+            drop(rt);
+            // Prometheus holds the history; ask it without holding the rule's lock.
+            let history = if window > 0 {
+                match e.recent_history(&rule, &labels, last_ts, window).await {
+                    Ok(h) => serde_json::json!(
+                        h.iter()
+                            .map(|(t, v)| serde_json::json!({"timestamp": t, "value": v}))
+                            .collect::<Vec<_>>()
+                    ),
+                    Err(err) => serde_json::json!({"error": err.to_string()}),
+                }
+            } else {
+                serde_json::json!([])
+            };
+            body["history"] = history;
+            return ok(body).into_response();
         }
     }
     (

@@ -298,6 +298,82 @@ async fn prometheus_scrapes_the_predictions() {
         .expect("the disk series");
     assert_eq!(s.labels["rule"], "storage/DataDiskFullSoon");
     assert!(s.value > 70e9 && s.value < 90e9, "{}", s.value);
+
+    // The JSON API over the same socket.
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let series = get("/api/v1/series").await;
+    let disk = series["data"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["labels"]["mount"] == "/data")
+        .expect("the disk series is listed")
+        .clone();
+    let f = get(&format!(
+        "/api/v1/series/{}/forecast?steps=12",
+        disk["id"].as_str().unwrap()
+    ))
+    .await;
+    let path = f["data"]["forecast"].as_array().unwrap();
+    assert_eq!(path.len(), 12);
+    for p in path {
+        let (lo, y, hi) = (
+            p["yhat_lower"].as_f64().unwrap(),
+            p["yhat"].as_f64().unwrap(),
+            p["yhat_upper"].as_f64().unwrap(),
+        );
+        assert!(lo <= y && y <= hi, "{p}");
+    }
+    let history = f["data"]["history"]
+        .as_array()
+        .expect("recent history from Prometheus");
+    assert!(
+        history.len() >= 60,
+        "6 hours at 5 minutes: {}",
+        history.len()
+    );
+    assert!(
+        f["data"]["time_to_threshold"]
+            .as_str()
+            .unwrap()
+            .starts_with('~'),
+        "{f}"
+    );
+    let missing = http
+        .get(format!("{base}/api/v1/series/nope/forecast"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let alerts = get("/api/v1/alerts").await;
+    assert_eq!(
+        alerts["data"]["alerts"][0]["labels"]["alertname"],
+        "DataDiskFullSoon"
+    );
+    let rules = get("/api/v1/rules").await;
+    assert!(
+        rules["data"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["health"] == "ok"),
+        "{rules}"
+    );
+    let ready = http.get(format!("{base}/-/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
 }
 
 #[test]
