@@ -47,12 +47,17 @@ pub struct HistoryArgs {
     /// Seconds between samples.
     #[arg(long, default_value_t = 60)]
     pub step: i64,
-    /// End of the history (default now).
+    /// End of the history (default now). Give the same value to a `--follow` run so its
+    /// counters continue the backfilled ones.
     #[arg(long)]
     pub end: Option<String>,
     /// File to write ("-" for stdout).
-    #[arg(long, short)]
-    pub output: PathBuf,
+    #[arg(long, short, required_unless_present = "follow")]
+    pub output: Option<PathBuf>,
+    /// After the history, keep pushing live samples every 15 s to this Pushgateway
+    /// (e.g. http://127.0.0.1:19091), one group per job, until interrupted.
+    #[arg(long)]
+    pub follow: Option<String>,
 }
 
 /// `prognos backtest`.

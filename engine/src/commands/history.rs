@@ -174,7 +174,33 @@ fn specs() -> Vec<Spec> {
             }),
         });
     }
+    // Every series carries the `job` a scrape (or the Pushgateway group of
+    // `--follow`) would give it, so live samples continue the backfilled series.
+    for spec in &mut v {
+        if spec.labels.iter().any(|(k, _)| *k == "job") {
+            continue;
+        }
+        let job = match spec.name {
+            n if n.starts_with("pg_") => "postgres",
+            n if n.starts_with("s3_") => "s3-exporter",
+            n if n.starts_with("rabbitmq_") => "rabbitmq",
+            _ => spec.labels.iter().find(|(k, _)| *k == "service").map_or("demo", |(_, v)| *v),
+        };
+        spec.labels.push(("job", job));
+    }
     v
+}
+
+/// The value of `spec` at `t` (`age` seconds before the history's end):
+/// gauges directly, counters by adding `rate · dt` to `total`.
+fn sample(spec: &Spec, age: f64, t: i64, dt: f64, rng: &mut Rng, total: &mut f64) -> f64 {
+    let v = (spec.f)(age, t, rng);
+    if spec.counter {
+        *total += v.max(0.0) * dt;
+        *total
+    } else {
+        v
+    }
 }
 
 /// Writes the history; returns the number of samples.
@@ -196,42 +222,30 @@ pub fn history(args: &HistoryArgs) -> Result<usize> {
     };
     let end = end - end.rem_euclid(args.step);
     let start = end - (args.days * 86_400.0) as i64;
-    let mut out: Box<dyn std::io::Write> = if args.output.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(std::io::BufWriter::new(
-            std::fs::File::create(&args.output)
-                .with_context(|| format!("creating {}", args.output.display()))?,
-        ))
+    let specs = specs();
+    let mut rngs: Vec<Rng> = (0..specs.len()).map(|i| Rng::new(i as u64 + 1)).collect();
+    let mut totals = vec![0.0; specs.len()];
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdout().lock()),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::sink()),
     };
     let mut samples = 0;
     let mut last_family = "";
-    for (i, spec) in specs().iter().enumerate() {
+    for (i, spec) in specs.iter().enumerate() {
         if spec.name != last_family {
             let kind = if spec.counter { "counter" } else { "gauge" };
             let family = spec.name.trim_end_matches("_total");
             writeln!(out, "# TYPE {family} {kind}")?;
             last_family = spec.name;
         }
-        let labels: String = spec
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{v}\""))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut rng = Rng::new(i as u64 + 1);
-        let mut total = 0.0;
+        let labels = label_text(&spec.labels, None);
         let mut line = String::new();
         let mut t = start;
         while t <= end {
-            let age = (end - t) as f64;
-            let v = (spec.f)(age, t, &mut rng);
-            let value = if spec.counter {
-                total += v.max(0.0) * args.step as f64;
-                total
-            } else {
-                v
-            };
+            let value = sample(spec, (end - t) as f64, t, args.step as f64, &mut rngs[i], &mut totals[i]);
             line.clear();
             let _ = write!(line, "{}{{{labels}}} {value} {t}", spec.name);
             writeln!(out, "{line}")?;
@@ -241,5 +255,62 @@ pub fn history(args: &HistoryArgs) -> Result<usize> {
     }
     writeln!(out, "# EOF")?;
     out.flush()?;
+    drop(out);
+    if let Some(url) = &args.follow {
+        follow(url, &specs, &mut rngs, &mut totals, end)?;
+    }
     Ok(samples)
+}
+
+fn label_text(labels: &[(&str, &str)], skip: Option<&str>) -> String {
+    labels
+        .iter()
+        .filter(|(k, _)| Some(*k) != skip)
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Interval between live samples pushed by `--follow`, seconds.
+pub const FOLLOW_EVERY_SECS: i64 = 15;
+
+/// Keeps the scenario going after the history's end: every 15 s, the
+/// current value of every series is pushed to a Pushgateway, one group per
+/// `job`, until interrupted. Counters continue from their backfilled totals.
+fn follow(url: &str, specs: &[Spec], rngs: &mut [Rng], totals: &mut [f64], end: i64) -> Result<()> {
+    let url = url.trim_end_matches('/').to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    tracing::info!(pushgateway = %url, every_secs = FOLLOW_EVERY_SECS, "Following: pushing live samples.");
+    let mut last = end;
+    runtime.block_on(async {
+        loop {
+            let now = crate::commands::run::unix_now();
+            let dt = (now - last).max(0) as f64;
+            last = now;
+            let mut groups: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+            for (i, spec) in specs.iter().enumerate() {
+                // Past the history's end the age is negative: trends go on.
+                let value = sample(spec, (end - now) as f64, now, dt, &mut rngs[i], &mut totals[i]);
+                let job = spec.labels.iter().find(|(k, _)| *k == "job").map_or("demo", |(_, v)| *v);
+                let body = groups.entry(job).or_default();
+                let kind = if spec.counter { "counter" } else { "gauge" };
+                let _ = writeln!(body, "# TYPE {} {kind}", spec.name);
+                let _ = writeln!(body, "{}{{{}}} {value}", spec.name, label_text(&spec.labels, Some("job")));
+            }
+            for (job, body) in groups {
+                let r = http.put(format!("{url}/metrics/job/{job}")).body(body).send().await;
+                match r {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => tracing::warn!(job, status = %r.status(), "Pushgateway refused the push."),
+                    Err(e) => tracing::warn!(job, error = %e, "Push failed; will retry."),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(FOLLOW_EVERY_SECS as u64)) => {}
+                _ = tokio::signal::ctrl_c() => return,
+            }
+        }
+    });
+    Ok(())
 }
