@@ -15,6 +15,36 @@ pub const DRIFT_POINTS: u32 = 6;
 /// A series' labels.
 pub type Labels = BTreeMap<String, String>;
 
+/// Makes a raw counter monotonic again: a drop is a reset (the process
+/// restarted), so the value before it is carried as an offset, as PromQL's
+/// `rate()` does. Without it a restart looks like a collapse of the series.
+#[derive(Debug, Clone, Default)]
+pub struct ResetCorrection {
+    last_raw: Option<f64>,
+    offset: f64,
+}
+
+impl ResetCorrection {
+    /// The corrected value of the next raw sample.
+    pub fn apply(&mut self, raw: f64) -> f64 {
+        if let Some(last) = self.last_raw
+            && raw < last
+        {
+            self.offset += last;
+        }
+        self.last_raw = Some(raw);
+        raw + self.offset
+    }
+}
+
+/// Whether a series is a raw counter by Prometheus naming (`*_total`); a
+/// PromQL function such as `rate()` drops `__name__`, so rates are not.
+pub fn is_raw_counter(labels: &Labels) -> bool {
+    labels
+        .get("__name__")
+        .is_some_and(|n| n.ends_with("_total"))
+}
+
 /// A series under watch.
 #[derive(Debug)]
 pub struct ModelledSeries {
@@ -38,6 +68,8 @@ pub struct ModelledSeries {
     /// Last evaluation that returned this series.
     pub last_seen: i64,
     drift: u32,
+    /// Set for raw counters: their values are modelled reset-corrected.
+    resets: Option<ResetCorrection>,
 }
 
 /// The detector as the live engine runs it: NAB's tuning, without the rest
@@ -77,6 +109,13 @@ impl ModelledSeries {
         }
         let mut sorted = finite;
         sorted.sort_by_key(|s| s.0);
+        sorted.dedup_by_key(|s| s.0);
+        let mut resets = is_raw_counter(&labels).then(ResetCorrection::default);
+        if let Some(r) = &mut resets {
+            for s in &mut sorted {
+                s.1 = r.apply(s.1);
+            }
+        }
         // The last point is held out and absorbed after fitting, so a new
         // series has an expectation (and band) for its latest point at once.
         let (last_ts, last_value) = sorted[sorted.len() - 1];
@@ -101,9 +140,12 @@ impl ModelledSeries {
             fitted_at: now,
             last_seen: now,
             drift: 0,
+            resets: None,
         };
         let level = Level::try_from(0.95).expect("a constant level in (0, 1)");
+        // Already corrected: the correction starts with the next samples.
         modelled.absorb(&[(last_ts, last_value)], level);
+        modelled.resets = resets;
         Ok(modelled)
     }
 
@@ -121,7 +163,11 @@ impl ModelledSeries {
         let mut refit = false;
         let mut path = Vec::new();
         self.peak_score = 0.0;
-        for (t, v) in fresh {
+        for (t, raw) in fresh {
+            let v = match &mut self.resets {
+                Some(r) => r.apply(raw),
+                None => raw,
+            };
             let steps = ((t - self.last_ts) as f64 / self.step as f64)
                 .round()
                 .max(1.0) as usize;
@@ -214,6 +260,50 @@ mod tests {
             ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Mstl, 24, 0).unwrap();
         assert!(s.absorb(&all[2016..2040], level));
         assert!(s.peak_score > 0.5, "the shift scores {}", s.peak_score);
+    }
+
+    #[test]
+    fn counter_resets_are_corrected_not_taken_for_a_collapse() {
+        let level = Level::try_from(0.95).unwrap();
+        let labels: Labels = [("__name__".to_string(), "http_requests_total".to_string())].into();
+        // About 10 requests a step, with restarts at steps 500 and 1030.
+        let inc = |i: i64| 10.0 + ((i * 7919) % 7) as f64;
+        let raw = |i: i64| {
+            let from = if i >= 1030 {
+                1030
+            } else if i >= 500 {
+                500
+            } else {
+                0
+            };
+            (i * 300, (from..=i).map(inc).sum::<f64>() - inc(from))
+        };
+        let truth = |i: i64| (1..=i).map(inc).sum::<f64>();
+        let history: Vec<(i64, f64)> = (0..1000).map(raw).collect();
+        let mut s = ModelledSeries::fit(labels, &history, 300, ModelKind::Ets, 12, 0).unwrap();
+        // Like rate(), a reset loses that one step's increase.
+        assert!(
+            (s.last_value - (truth(999) - inc(500))).abs() < 1e-6,
+            "{}",
+            s.last_value
+        );
+        let next: Vec<(i64, f64)> = (1000..1060).map(raw).collect();
+        assert!(!s.absorb(&next, level), "a reset is no drift");
+        let want = truth(1059) - inc(500) - inc(1030);
+        assert!(
+            (s.last_value - want).abs() < 1e-6,
+            "{} vs {want}",
+            s.last_value
+        );
+        assert!(s.forecast(12, level).point[11] > s.last_value);
+        assert!(
+            s.peak_score < 0.5,
+            "a reset is no anomaly: {}",
+            s.peak_score
+        );
+        assert!(!is_raw_counter(
+            &[("job".to_string(), "x".to_string())].into()
+        ));
     }
 
     #[test]
