@@ -184,7 +184,11 @@ fn specs() -> Vec<Spec> {
             n if n.starts_with("pg_") => "postgres",
             n if n.starts_with("s3_") => "s3-exporter",
             n if n.starts_with("rabbitmq_") => "rabbitmq",
-            _ => spec.labels.iter().find(|(k, _)| *k == "service").map_or("demo", |(_, v)| *v),
+            _ => spec
+                .labels
+                .iter()
+                .find(|(k, _)| *k == "service")
+                .map_or("demo", |(_, v)| *v),
         };
         spec.labels.push(("job", job));
     }
@@ -245,7 +249,14 @@ pub fn history(args: &HistoryArgs) -> Result<usize> {
         let mut line = String::new();
         let mut t = start;
         while t <= end {
-            let value = sample(spec, (end - t) as f64, t, args.step as f64, &mut rngs[i], &mut totals[i]);
+            let value = sample(
+                spec,
+                (end - t) as f64,
+                t,
+                args.step as f64,
+                &mut rngs[i],
+                &mut totals[i],
+            );
             line.clear();
             let _ = write!(line, "{}{{{labels}}} {value} {t}", spec.name);
             writeln!(out, "{line}")?;
@@ -279,8 +290,12 @@ pub const FOLLOW_EVERY_SECS: i64 = 15;
 /// `job`, until interrupted. Counters continue from their backfilled totals.
 fn follow(url: &str, specs: &[Spec], rngs: &mut [Rng], totals: &mut [f64], end: i64) -> Result<()> {
     let url = url.trim_end_matches('/').to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
     tracing::info!(pushgateway = %url, every_secs = FOLLOW_EVERY_SECS, "Following: pushing live samples.");
     let mut last = end;
     runtime.block_on(async {
