@@ -1,0 +1,15 @@
+//! prognos notifiers: how alerts reach people and systems. Takes alert events
+//! as plain data and depends on nothing else of prognos.
+//!
+//! - [`payload`]: the Alertmanager webhook payload (version 4), so existing receivers work.
+//! - [`telegram`]: Telegram-safe HTML messages within the 4,096-character limit.
+//! - [`signature`]: HMAC-SHA256 signing of remediation calls and its verification helper.
+//! - [`retry`]: which failures to retry, and exponential backoff with full jitter.
+//!
+//! The channels (Telegram, email, webhook, Alertmanager), routing and the
+//! durable outbox build on these.
+
+pub mod payload;
+pub mod retry;
+pub mod signature;
+pub mod telegram;
