@@ -206,7 +206,10 @@ impl ModelledSeries {
         self.step
     }
 
-    /// Approximate memory held for this series, in bytes.
+    /// Approximate memory of the model, calibration and labels, in bytes. It
+    /// leaves out the detector's heap (its daily and weekly profiles, ~7 KiB)
+    /// and the exported metric families: the live bench measures the whole
+    /// cost by RSS (16 KiB per series).
     pub fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.model.size_bytes()

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use prognos_models::forecast::Level;
 use tokio::sync::Mutex;
 
-use crate::alert::{AlertEvent, AlertSink, AlertStatus, AlertStore, RuleAlerts};
-use crate::config::{Condition, Config, Rule, Shard, render};
+use crate::alert::{AlertSink, AlertStatus, AlertStore, RuleAlerts};
+use crate::config::{Condition, Config, Rule, Shard, render, window_query};
 use crate::evaluate::{SeriesVerdict, evaluate, horizon_label, steps};
 use crate::exposition::{LabelPairs, Metrics, one, series_labels, with_label};
 use crate::modelled::{Labels, ModelledSeries};
@@ -570,11 +570,11 @@ impl Engine {
         durations.sort();
         durations.dedup();
         for d in &durations {
-            let w = horizon_label(*d);
+            // The same substitution `prognos check` validated.
             let expr = format!(
                 "({}) / ({})",
-                errors.replace("$window", &w),
-                total.replace("$window", &w)
+                window_query(&errors, *d),
+                window_query(&total, *d)
             );
             let r = self.client.query(&expr, Some(now)).await?;
             for s in r.data {
@@ -624,17 +624,6 @@ fn lookahead(c: &Condition) -> Option<Duration> {
         Condition::TimeToThreshold { less_than, .. } => Some(*less_than * 2),
         _ => None,
     }
-}
-
-/// Events of one evaluation, for tests and the backtest.
-pub fn firing_names(events: &[AlertEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            AlertEvent::Firing(a) => a.labels.get("alertname").cloned(),
-            AlertEvent::Resolved(_) => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]
