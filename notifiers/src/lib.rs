@@ -9,6 +9,8 @@
 //! The channels (Telegram, email, webhook, Alertmanager), routing and the
 //! durable outbox build on these.
 
+pub mod alert;
+pub mod matcher;
 pub mod payload;
 pub mod retry;
 pub mod signature;
