@@ -10,6 +10,7 @@
 //! durable outbox build on these.
 
 pub mod alert;
+pub mod delivery;
 pub mod matcher;
 pub mod payload;
 pub mod retry;
