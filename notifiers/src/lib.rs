@@ -10,9 +10,18 @@
 //! durable outbox build on these.
 
 pub mod alert;
+pub mod channel;
+pub mod chart;
+pub mod command;
 pub mod delivery;
 pub mod matcher;
+pub mod message;
 pub mod payload;
+pub mod receiver;
+pub mod remediation;
 pub mod retry;
+pub mod route;
 pub mod signature;
+pub mod silence;
+pub mod store;
 pub mod telegram;
