@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use prognos::alert::{AlertEvent, AlertSink, AlertStore};
+use prognos::alert::{AlertSink, AlertStore};
 use prognos::commands::run::{client_for, load_config};
 use prognos::config::Shard;
 use prognos::evaluate::evaluate;
@@ -43,6 +43,7 @@ use prognos::scheduler::{BAND_LEVEL, Engine, Health, REFIT_EVERY_SECS, align};
 use prognos_models::detector::Detector;
 use prognos_models::forecast::{Level, ModelKind};
 use prognos_models::synthetic::{Shape, series};
+use prognos_notifiers::alert::AlertInfo;
 use support::{Prometheus, free_port, now_secs};
 
 const STEP: i64 = 300;
@@ -71,8 +72,8 @@ const GOAL_BYTES_PER_SERIES: f64 = 64.0 * 1024.0;
 struct CountingSink(AtomicUsize);
 
 impl AlertSink for CountingSink {
-    fn send(&self, _rule: &str, events: &[AlertEvent]) {
-        self.0.fetch_add(events.len(), Ordering::Relaxed);
+    fn send(&self, alerts: &[AlertInfo]) {
+        self.0.fetch_add(alerts.len(), Ordering::Relaxed);
     }
 }
 

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod evaluate;
+pub mod explain;
 pub mod exposition;
 pub mod logging;
 pub mod modelled;

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use prognos_models::forecast::Level;
 use tokio::sync::Mutex;
 
-use crate::alert::{AlertSink, AlertStatus, AlertStore, RuleAlerts};
+use crate::alert::{AlertEvent, AlertSink, AlertStatus, AlertStore, RuleAlerts, alert_info};
 use crate::config::{Condition, Config, Rule, Shard, render, window_query};
 use crate::evaluate::{SeriesVerdict, evaluate, horizon_label, steps};
+use crate::explain::{CHART_POINTS, DASHBOARD_ANNOTATION, explanation};
 use crate::exposition::{LabelPairs, Metrics, one, series_labels, with_label};
 use crate::modelled::{Labels, ModelledSeries};
 use crate::prom::{PromClient, PromError, RangeSeries};
@@ -353,16 +354,20 @@ impl Engine {
             .set(rt.series.len() as i64);
         // Verdicts, exports and alerts.
         let mut holding = Vec::new();
+        let mut series_of = HashMap::new();
         rt.verdicts.clear();
         for (k, s) in &rt.series {
             let v = evaluate(&rt.rule, s, level);
             self.export(&rt.id, s, &v);
             if v.holds {
-                holding.push(self.alert_input(&rt.rule, &s.labels, &v));
+                let input = self.alert_input(&rt.rule, &s.labels, &v);
+                series_of.insert(crate::alert::state::key(&input.0), k.clone());
+                holding.push(input);
             }
             rt.verdicts.insert(k.clone(), v);
         }
-        self.run_alerts(rt, now, holding);
+        let events = self.run_alerts(rt, now, holding);
+        self.announce(rt, now, events, &series_of).await;
         Ok(())
     }
 
@@ -514,7 +519,14 @@ impl Engine {
         (l, v.value, annotations)
     }
 
-    fn run_alerts(&self, rt: &mut RuleRuntime, now: i64, holding: Vec<(Labels, f64, Labels)>) {
+    /// Runs the state machine, saves its state and returns the transitions
+    /// to announce (none when the state could not be saved).
+    fn run_alerts(
+        &self,
+        rt: &mut RuleRuntime,
+        now: i64,
+        holding: Vec<(Labels, f64, Labels)>,
+    ) -> Vec<AlertEvent> {
         let events = rt.alerts.eval(
             now,
             holding,
@@ -546,11 +558,75 @@ impl Engine {
                     ("kind".into(), "store".into()),
                 ])
                 .inc();
+            return Vec::new();
+        }
+        events
+    }
+
+    /// Hands `events` to the sink, each with what the model saw: firing
+    /// alerts of modelled series get their recent history (one query for the
+    /// rule) and forecast for the chart. `series_of` maps an alert's label
+    /// key to its series key.
+    async fn announce(
+        &self,
+        rt: &RuleRuntime,
+        now: i64,
+        events: Vec<AlertEvent>,
+        series_of: &HashMap<String, String>,
+    ) {
+        if events.is_empty() {
             return;
         }
-        if !events.is_empty() {
-            self.sink.send(&rt.id, &events);
+        let level = Level::try_from(BAND_LEVEL).expect("a constant level in (0, 1)");
+        let step = rt.rule.step.as_secs().max(1) as i64;
+        let charted = events.iter().any(|e| {
+            matches!(e, AlertEvent::Firing(a) if series_of.contains_key(&crate::alert::state::key(&a.labels)))
+        });
+        // One range query gives every series' recent history.
+        let mut history: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
+        if charted {
+            let start = align(now - step * CHART_POINTS as i64, step);
+            match self.query(rt, start, align(now, step)).await {
+                Ok(found) => {
+                    for s in found {
+                        history.insert(crate::alert::state::key(&s.labels), s.samples);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %rt.id, error = %e, "No history for the alert charts.")
+                }
+            }
         }
+        let infos: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let a = match e {
+                    AlertEvent::Firing(a) | AlertEvent::Resolved(a) => a,
+                };
+                let series_key = series_of.get(&crate::alert::state::key(&a.labels));
+                let url = match series_key {
+                    Some(k) => format!(
+                        "{}/api/v1/series/{}/forecast",
+                        self.config.external_url,
+                        crate::server::series_id(&rt.id, k)
+                    ),
+                    None => format!("{}/api/v1/alerts", self.config.external_url),
+                };
+                let mut info = alert_info(&rt.id, e, url);
+                if matches!(e, AlertEvent::Firing(_)) {
+                    let series = series_key.and_then(|k| rt.series.get(k));
+                    let verdict = series_key.and_then(|k| rt.verdicts.get(k));
+                    let h = series_key
+                        .and_then(|k| history.remove(k))
+                        .unwrap_or_default();
+                    let dashboard = a.annotations.get(DASHBOARD_ANNOTATION).cloned();
+                    info.explanation =
+                        Some(explanation(&rt.rule, series, verdict, h, dashboard, level));
+                }
+                info
+            })
+            .collect();
+        self.sink.send(&infos);
     }
 
     async fn evaluate_burn_rate(&self, rt: &mut RuleRuntime, now: i64) -> Result<(), PromError> {
@@ -612,7 +688,8 @@ impl Engine {
                 holding.push(self.alert_input(&rt.rule, labels, &v));
             }
         }
-        self.run_alerts(rt, now, holding);
+        let events = self.run_alerts(rt, now, holding);
+        self.announce(rt, now, events, &HashMap::new()).await;
         Ok(())
     }
 }

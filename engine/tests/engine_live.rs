@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use prognos::alert::{AlertEvent, AlertSink, AlertStore};
+use prognos::alert::{AlertSink, AlertStore};
 use prognos::commands::run::{build_engine, client_for, load_config};
 use prognos::config::Shard;
 use prognos::exposition::Metrics;
 use prognos::scheduler::{Engine, Health};
+use prognos_notifiers::alert::{AlertInfo, Status};
 use support::{Prometheus, free_port, now_secs, openmetrics_gauges};
 
 const STEP: i64 = 300;
@@ -116,14 +117,11 @@ fn write_config(dir: &Path, prom_url: &str, listen_port: u16) -> std::path::Path
 
 /// A sink that keeps every event (a peer standing in for the notifiers).
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(String, AlertEvent)>>);
+struct Recorder(Mutex<Vec<AlertInfo>>);
 
 impl AlertSink for Recorder {
-    fn send(&self, rule: &str, events: &[AlertEvent]) {
-        let mut v = self.0.lock().unwrap();
-        for e in events {
-            v.push((rule.to_string(), e.clone()));
-        }
+    fn send(&self, alerts: &[AlertInfo]) {
+        self.0.lock().unwrap().extend(alerts.iter().cloned());
     }
 }
 
@@ -176,10 +174,8 @@ async fn predicts_alerts_ahead_survives_restart_and_outage() {
     let events = sink.0.lock().unwrap().clone();
     let fired: Vec<_> = events
         .iter()
-        .filter_map(|(_, e)| match e {
-            AlertEvent::Firing(a) => Some(a.clone()),
-            _ => None,
-        })
+        .filter(|a| a.status == Status::Firing)
+        .cloned()
         .collect();
     assert_eq!(fired.len(), 1, "{events:?}");
     let a = &fired[0];
@@ -189,6 +185,29 @@ async fn predicts_alerts_ahead_survives_restart_and_outage() {
         a.annotations["summary"].starts_with("Disk /data full in ~"),
         "{:?}",
         a.annotations
+    );
+    // The notification explains itself: value, expectation, time to the
+    // threshold, recent history and a forecast for the chart.
+    let x = a
+        .explanation
+        .as_ref()
+        .expect("a firing alert carries its explanation");
+    assert_eq!(x.condition, "time_to_threshold");
+    assert_eq!(x.threshold, Some(88e9));
+    assert!(x.current.is_some_and(|v| v > 70e9 && v < 88e9), "{x:?}");
+    assert!(x.expected.is_some() && x.band.is_some(), "{x:?}");
+    assert!(
+        x.eta
+            .as_ref()
+            .is_some_and(|e| e.seconds > 0.0 && !e.text.is_empty()),
+        "{x:?}"
+    );
+    assert!(x.history.len() > 10, "{} history points", x.history.len());
+    assert!(!x.forecast.is_empty() && x.forecast[0].t > x.history.last().unwrap().0);
+    assert!(
+        a.generator_url.contains("/api/v1/series/"),
+        "{}",
+        a.generator_url
     );
     let eta_line = text
         .lines()

@@ -10,6 +10,6 @@ pub mod sink;
 pub mod state;
 pub mod store;
 
-pub use sink::{AlertSink, LogSink};
+pub use sink::{AlertSink, LogSink, alert_info};
 pub use state::{Alert, AlertEvent, AlertStatus, RuleAlerts};
 pub use store::{AlertStore, StoreError};

@@ -7,25 +7,26 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 
-use crate::alert::{AlertEvent, AlertSink, AlertStore};
+use crate::alert::{AlertSink, AlertStore};
 use crate::cli::BacktestArgs;
 use crate::commands::run::{client_for, load_config};
 use crate::exposition::Metrics;
 use crate::scheduler::Engine;
 use crate::{progress, timestamp};
+use prognos_notifiers::alert::{AlertInfo, Status};
 
 /// Keeps the events of a replay with the slot they happened at.
 #[derive(Default)]
 struct Timeline {
     now: Mutex<i64>,
-    events: Mutex<Vec<(i64, String, AlertEvent)>>,
+    events: Mutex<Vec<(i64, AlertInfo)>>,
 }
 
 impl AlertSink for Timeline {
-    fn send(&self, rule: &str, events: &[AlertEvent]) {
+    fn send(&self, alerts: &[AlertInfo]) {
         let now = *self.now.lock().unwrap_or_else(|e| e.into_inner());
         let mut v = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        v.extend(events.iter().map(|e| (now, rule.to_string(), e.clone())));
+        v.extend(alerts.iter().map(|a| (now, a.clone())));
     }
 }
 
@@ -99,10 +100,11 @@ pub fn backtest(args: &BacktestArgs) -> Result<String> {
         timestamp::format(to, timestamp::TimestampStyle::Rfc3339),
         events.len()
     ));
-    for (t, rule, e) in events.iter() {
-        let (what, a) = match e {
-            AlertEvent::Firing(a) => ("firing  ", a),
-            AlertEvent::Resolved(a) => ("resolved", a),
+    for (t, a) in events.iter() {
+        let rule = &a.rule;
+        let what = match a.status {
+            Status::Firing => "firing  ",
+            Status::Resolved => "resolved",
         };
         let labels: Vec<String> = a
             .labels

@@ -51,6 +51,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Address of the `/metrics` HTTP server.
     pub listen: SocketAddr,
+    /// The URL users reach this prognos at (links in notifications), without a trailing `/`.
+    pub external_url: String,
     /// The share of the series this instance evaluates.
     pub shard: Shard,
     /// Series limit of rules that set none.

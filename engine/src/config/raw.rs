@@ -78,6 +78,9 @@ pub struct RawGlobal {
     /// Most series one rule may evaluate; more are dropped and counted.
     /// A rule's `series_limit` overrides it. Integer > 0. Default 1000.
     pub series_limit_per_rule: Option<i64>,
+    /// The URL users reach this prognos at, for links in notifications
+    /// (`http://` or `https://`). Default `http://` + `listen`.
+    pub external_url: Option<String>,
 }
 
 /// `global.prometheus:` — where and how to query.

@@ -199,6 +199,22 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
             format!("expected IP:port such as 127.0.0.1:9464, got {listen_text:?}"),
         )
     });
+    let external_url = match (&g.external_url, &listen) {
+        (Some(u), _) => match url::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") => u.trim_end_matches('/').to_string(),
+            _ => {
+                report.at(
+                    "global.external_url",
+                    "",
+                    "global.external_url",
+                    format!("expected an http:// or https:// URL, got {u:?}"),
+                );
+                String::new()
+            }
+        },
+        (None, Ok(l)) => format!("http://{l}"),
+        (None, Err(())) => String::new(),
+    };
     let shard = match &g.shard {
         None => Ok(Shard::default()),
         Some(s) => s
@@ -268,6 +284,7 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
                 evaluation_interval,
                 state_dir,
                 listen,
+                external_url,
                 shard,
                 series_limit_per_rule: limit,
                 groups,
