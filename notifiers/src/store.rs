@@ -1,1 +1,666 @@
-//! (being written)
+//! The durable outbox (redb). Every outgoing item — a notification, a
+//! remediation call, an approval request — is written here in a durable
+//! transaction BEFORE it is sent, retried from here with backoff, and
+//! removed in the same transaction that records its id as delivered, so it
+//! is never sent twice once acknowledged and never lost on a crash.
+//!
+//! Tables (all created on open):
+//! - `outbox`: id → (next_attempt_at, created_at, JSON of [`OutboxEntry`]);
+//! - `outbox_due`: (next_attempt_at, id) → (), so [`NotifyStore::due`] reads only what is due;
+//! - `outbox_created`: (created_at, id) → (), for the oldest entry's age;
+//! - `delivered`: id → time; `abandoned`: id → (time, reason) — the dedup tables;
+//! - `state`: name → JSON blob (dispatcher state, silences, governor);
+//! - `audit`: id → (requested_at, JSON of [`AuditRecord`]) and
+//!   `audit_time`: (requested_at, id) → (), newest first.
+//!
+//! Commits keep redb's default durability (`Immediate`: fsync before commit returns).
+
+use std::path::Path;
+
+use redb::{
+    Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
+    TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Notification;
+use crate::remediation::{self, AuditRecord};
+
+const OUTBOX: TableDefinition<&str, (i64, i64, &str)> = TableDefinition::new("outbox");
+const DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("outbox_due");
+const CREATED: TableDefinition<(i64, &str), ()> = TableDefinition::new("outbox_created");
+const DELIVERED: TableDefinition<&str, i64> = TableDefinition::new("delivered");
+const ABANDONED: TableDefinition<&str, (i64, &str)> = TableDefinition::new("abandoned");
+const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
+const AUDIT: TableDefinition<&str, (i64, &str)> = TableDefinition::new("audit");
+const AUDIT_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("audit_time");
+
+/// What an outbox entry delivers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// A notification to a receiver's channel.
+    Notify(Notification),
+    /// A remediation webhook call.
+    Remediate(remediation::RemediationCall),
+    /// A request for approval of a remediation, sent to Telegram.
+    Approval(remediation::ApprovalRequest),
+}
+
+/// One item waiting to be delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Unique: `<target>/<idempotency key>`.
+    pub id: String,
+    /// The receiver/channel target's name, or `remediation:<action>` / `approval`.
+    pub target: String,
+    /// Idempotency key sent to the receiver.
+    pub key: String,
+    /// What to deliver.
+    pub delivery: Delivery,
+    /// When it was enqueued (Unix seconds).
+    pub created_at: i64,
+    /// When to try next (Unix seconds).
+    pub next_attempt_at: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// How far a multi-part delivery got (e.g. messages of a split send).
+    pub progress: u32,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// A failure of the outbox store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (open, transaction, table, commit).
+    #[error("notification store {path}: {message}")]
+    Db {
+        /// The database file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// A stored value could not be decoded.
+    #[error("notification store {path}: table {table}, key {key:?}: {message}")]
+    Decode {
+        /// The database file.
+        path: String,
+        /// The table holding the value.
+        table: String,
+        /// The key whose value is unreadable.
+        key: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The durable outbox, dedup tables, state blobs and remediation audit log.
+#[derive(Debug)]
+pub struct NotifyStore {
+    db: Database,
+    path: String,
+}
+
+impl NotifyStore {
+    /// Opens (or creates) the store at `path`, creating its tables.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let p = path.display().to_string();
+        let db = Database::create(path).map_err(|e| StoreError::Db {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        let store = Self { db, path: p };
+        // Create every table once, so readers never meet a missing one.
+        let tx = store.db.begin_write().map_err(|e| store.err(e))?;
+        {
+            tx.open_table(OUTBOX).map_err(|e| store.err(e))?;
+            tx.open_table(DUE).map_err(|e| store.err(e))?;
+            tx.open_table(CREATED).map_err(|e| store.err(e))?;
+            tx.open_table(DELIVERED).map_err(|e| store.err(e))?;
+            tx.open_table(ABANDONED).map_err(|e| store.err(e))?;
+            tx.open_table(STATE).map_err(|e| store.err(e))?;
+            tx.open_table(AUDIT).map_err(|e| store.err(e))?;
+            tx.open_table(AUDIT_TIME).map_err(|e| store.err(e))?;
+        }
+        tx.commit().map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        json: &str,
+    ) -> Result<T, StoreError> {
+        serde_json::from_str(json).map_err(|e| StoreError::Decode {
+            path: self.path.clone(),
+            table: table.to_string(),
+            key: key.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Adds entries and, in the same durable transaction, saves named state
+    /// blobs (e.g. `("dispatcher", json)`), so a flush's notifications and the
+    /// state that produced them commit together. Entries whose id is already
+    /// in the outbox or already delivered are skipped (idempotent enqueue).
+    /// Returns how many were added.
+    pub fn enqueue(
+        &self,
+        entries: &[OutboxEntry],
+        states: &[(&str, &str)],
+    ) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut added = 0;
+        {
+            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+            let mut created = tx.open_table(CREATED).map_err(|e| self.err(e))?;
+            let delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+            for e in entries {
+                let id = e.id.as_str();
+                if outbox.get(id).map_err(|e| self.err(e))?.is_some()
+                    || delivered.get(id).map_err(|e| self.err(e))?.is_some()
+                {
+                    continue;
+                }
+                let json = serde_json::to_string(e).map_err(|e| self.err(e))?;
+                outbox
+                    .insert(id, (e.next_attempt_at, e.created_at, json.as_str()))
+                    .map_err(|e| self.err(e))?;
+                due.insert((e.next_attempt_at, id), ())
+                    .map_err(|e| self.err(e))?;
+                created
+                    .insert((e.created_at, id), ())
+                    .map_err(|e| self.err(e))?;
+                added += 1;
+            }
+            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+            for (name, json) in states {
+                state.insert(*name, *json).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(added)
+    }
+
+    /// Entries due at `now` (`next_attempt_at <= now`), earliest due first, at most `limit`.
+    pub fn due(&self, now: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        // The index is ordered by time: stop at the first entry not yet due.
+        for row in due.iter().map_err(|e| self.err(e))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            let (at, id) = k.value();
+            if at > now {
+                break;
+            }
+            if let Some(v) = outbox.get(id).map_err(|e| self.err(e))? {
+                out.push(self.decode("outbox", id, v.value().2)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pending entry, earliest due first (for the API and metrics).
+    pub fn pending(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.due(i64::MAX, usize::MAX)
+    }
+
+    /// The earliest `next_attempt_at`, if anything is pending.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+        let first = due.first().map_err(|e| self.err(e))?;
+        Ok(first.map(|(k, _)| k.value().0))
+    }
+
+    /// Removes an entry (and its index rows) if present.
+    fn remove_entry(&self, tx: &redb::WriteTransaction, id: &str) -> Result<(), StoreError> {
+        let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        let old = outbox.remove(id).map_err(|e| self.err(e))?.map(|v| {
+            let (next, created, _) = v.value();
+            (next, created)
+        });
+        if let Some((next, created)) = old {
+            let mut due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+            due.remove((next, id)).map_err(|e| self.err(e))?;
+            let mut c = tx.open_table(CREATED).map_err(|e| self.err(e))?;
+            c.remove((created, id)).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// A send was acknowledged: removes the entry and records its id as
+    /// delivered (at `now`) in one durable transaction.
+    pub fn acknowledge(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.remove_entry(&tx, id)?;
+        {
+            let mut delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+            delivered.insert(id, now).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// A send failed: stores the entry's new attempts, next_attempt_at,
+    /// progress and last_error. An entry no longer in the outbox (acknowledged
+    /// or abandoned meanwhile) is not brought back.
+    pub fn reschedule(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let id = entry.id.as_str();
+            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let old = outbox.get(id).map_err(|e| self.err(e))?.map(|v| {
+                let (next, created, _) = v.value();
+                (next, created)
+            });
+            let Some((old_next, created)) = old else {
+                return Ok(());
+            };
+            // created_at stays as first stored, so the age index stays consistent.
+            let mut e = entry.clone();
+            e.created_at = created;
+            let json = serde_json::to_string(&e).map_err(|e| self.err(e))?;
+            outbox
+                .insert(id, (e.next_attempt_at, created, json.as_str()))
+                .map_err(|e| self.err(e))?;
+            let mut due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+            due.remove((old_next, id)).map_err(|e| self.err(e))?;
+            due.insert((e.next_attempt_at, id), ())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Gives an entry up (too old, or a permanent failure): removes it and
+    /// records it as abandoned (id, reason, time).
+    pub fn abandon(&self, id: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.remove_entry(&tx, id)?;
+        {
+            let mut abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
+            abandoned
+                .insert(id, (now, reason))
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Whether `id` was acknowledged (and not pruned since).
+    pub fn was_delivered(&self, id: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+        Ok(delivered.get(id).map_err(|e| self.err(e))?.is_some())
+    }
+
+    /// Why and when `id` was abandoned, if it was (and not pruned since).
+    pub fn abandoned(&self, id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
+        let row = abandoned.get(id).map_err(|e| self.err(e))?;
+        Ok(row.map(|v| {
+            let (at, reason) = v.value();
+            (at, reason.to_string())
+        }))
+    }
+
+    /// The outbox's depth and its oldest entry's `created_at`.
+    pub fn depth(&self) -> Result<(usize, Option<i64>), StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        let created = tx.open_table(CREATED).map_err(|e| self.err(e))?;
+        let n = outbox.len().map_err(|e| self.err(e))?;
+        let oldest = created.first().map_err(|e| self.err(e))?;
+        Ok((
+            usize::try_from(n).unwrap_or(usize::MAX),
+            oldest.map(|(k, _)| k.value().0),
+        ))
+    }
+
+    /// Forgets delivered and abandoned ids recorded before `before`, keeping
+    /// the dedup tables bounded. Returns how many were forgotten.
+    pub fn prune(&self, before: i64) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut n = 0;
+        {
+            let mut delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+            delivered
+                .retain(|_, at| {
+                    let keep = at >= before;
+                    n += usize::from(!keep);
+                    keep
+                })
+                .map_err(|e| self.err(e))?;
+            let mut abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
+            abandoned
+                .retain(|_, (at, _)| {
+                    let keep = at >= before;
+                    n += usize::from(!keep);
+                    keep
+                })
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// A named state blob (dispatcher state, silences, remediation governor).
+    pub fn load_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+        let v = state.get(name).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| v.value().to_string()))
+    }
+
+    /// Saves a named state blob in a durable transaction.
+    pub fn save_state(&self, name: &str, json: &str) -> Result<(), StoreError> {
+        self.enqueue(&[], &[(name, json)]).map(|_| ())
+    }
+
+    /// Inserts or replaces a remediation audit record by id.
+    pub fn put_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(r).map_err(|e| self.err(e))?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+            let mut time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
+            let old = audit
+                .insert(r.id.as_str(), (r.requested_at, json.as_str()))
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().0);
+            if let Some(old_at) = old {
+                time.remove((old_at, r.id.as_str()))
+                    .map_err(|e| self.err(e))?;
+            }
+            time.insert((r.requested_at, r.id.as_str()), ())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// One audit record by id.
+    pub fn get_audit(&self, id: &str) -> Result<Option<AuditRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+        let v = audit.get(id).map_err(|e| self.err(e))?;
+        v.map(|v| self.decode("audit", id, v.value().1)).transpose()
+    }
+
+    /// The newest `limit` audit records, newest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+        let time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in time.iter().map_err(|e| self.err(e))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            let (_, id) = k.value();
+            if let Some(v) = audit.get(id).map_err(|e| self.err(e))? {
+                out.push(self.decode("audit", id, v.value().1)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertInfo, Status};
+    use crate::remediation::{AuditStatus, RemediationCall};
+
+    fn notification(key: &str) -> Notification {
+        Notification {
+            key: key.to_string(),
+            receiver: "ops".to_string(),
+            group_key: "{}:{alertname=\"A\"}".to_string(),
+            group_labels: [("alertname".to_string(), "A".to_string())].into(),
+            alerts: vec![AlertInfo {
+                rule: "g/A".to_string(),
+                labels: [("alertname".to_string(), "A".to_string())].into(),
+                annotations: Default::default(),
+                status: Status::Firing,
+                starts_at: 10,
+                ends_at: None,
+                value: 1.0,
+                generator_url: String::new(),
+                explanation: None,
+            }],
+            created_at: 10,
+            external_url: "http://prognos".to_string(),
+        }
+    }
+
+    fn entry(key: &str, created: i64, next: i64) -> OutboxEntry {
+        OutboxEntry {
+            id: format!("telegram-ops/{key}"),
+            target: "telegram-ops".to_string(),
+            key: key.to_string(),
+            delivery: Delivery::Notify(notification(key)),
+            created_at: created,
+            next_attempt_at: next,
+            attempts: 0,
+            progress: 0,
+            last_error: None,
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, std::path::PathBuf, NotifyStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.redb");
+        let s = NotifyStore::open(&path).unwrap();
+        (dir, path, s)
+    }
+
+    #[test]
+    fn unacknowledged_entries_survive_a_crash() {
+        let (_dir, path, s) = open();
+        let e = entry("k1", 100, 100);
+        assert_eq!(
+            s.enqueue(std::slice::from_ref(&e), &[("dispatcher", "{\"v\":1}")])
+                .unwrap(),
+            1
+        );
+        drop(s); // as a crash would: no acknowledge
+        let s = NotifyStore::open(&path).unwrap();
+        assert_eq!(s.due(100, 10).unwrap(), vec![e.clone()]);
+        assert_eq!(
+            s.load_state("dispatcher").unwrap().as_deref(),
+            Some("{\"v\":1}")
+        );
+        assert!(!s.was_delivered(&e.id).unwrap());
+    }
+
+    #[test]
+    fn acknowledged_entries_are_not_due_and_not_enqueued_again() {
+        let (_dir, path, s) = open();
+        let e = entry("k1", 100, 100);
+        s.enqueue(std::slice::from_ref(&e), &[]).unwrap();
+        // Enqueuing the same id while pending is skipped too.
+        assert_eq!(s.enqueue(std::slice::from_ref(&e), &[]).unwrap(), 0);
+        s.acknowledge(&e.id, 150).unwrap();
+        drop(s);
+        let s = NotifyStore::open(&path).unwrap();
+        assert!(s.due(i64::MAX, 10).unwrap().is_empty());
+        assert!(s.was_delivered(&e.id).unwrap());
+        assert_eq!(s.depth().unwrap(), (0, None));
+        assert_eq!(s.next_due().unwrap(), None);
+        assert_eq!(
+            s.enqueue(std::slice::from_ref(&e), &[]).unwrap(),
+            0,
+            "delivered: skipped"
+        );
+        assert!(s.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn due_is_ordered_limited_and_stops_at_now() {
+        let (_dir, _path, s) = open();
+        let es = [
+            entry("c", 1, 300),
+            entry("a", 2, 100),
+            entry("b", 3, 200),
+            entry("d", 4, 400),
+        ];
+        assert_eq!(s.enqueue(&es, &[]).unwrap(), 4);
+        let keys = |v: Vec<OutboxEntry>| v.into_iter().map(|e| e.key).collect::<Vec<_>>();
+        assert_eq!(keys(s.due(300, 10).unwrap()), ["a", "b", "c"]);
+        assert_eq!(keys(s.due(300, 2).unwrap()), ["a", "b"]);
+        assert!(s.due(99, 10).unwrap().is_empty());
+        assert_eq!(keys(s.pending().unwrap()), ["a", "b", "c", "d"]);
+        assert_eq!(s.next_due().unwrap(), Some(100));
+        assert_eq!(s.depth().unwrap(), (4, Some(1)));
+    }
+
+    #[test]
+    fn reschedule_moves_an_entry_and_keeps_its_progress() {
+        let (_dir, path, s) = open();
+        let e = entry("k", 50, 100);
+        s.enqueue(std::slice::from_ref(&e), &[]).unwrap();
+        let mut r = e.clone();
+        r.attempts = 1;
+        r.progress = 2;
+        r.next_attempt_at = 160;
+        r.last_error = Some("HTTP 503".to_string());
+        s.reschedule(&r).unwrap();
+        assert!(s.due(159, 10).unwrap().is_empty());
+        drop(s);
+        let s = NotifyStore::open(&path).unwrap();
+        assert_eq!(s.due(160, 10).unwrap(), vec![r.clone()]);
+        assert_eq!(s.next_due().unwrap(), Some(160));
+        assert_eq!(s.depth().unwrap(), (1, Some(50)));
+        // Once acknowledged, a late reschedule does not bring it back.
+        s.acknowledge(&r.id, 170).unwrap();
+        s.reschedule(&r).unwrap();
+        assert!(s.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn abandon_removes_and_records_why() {
+        let (_dir, _path, s) = open();
+        let e = entry("k", 50, 100);
+        s.enqueue(std::slice::from_ref(&e), &[]).unwrap();
+        s.abandon(&e.id, "HTTP 400: bad chat id", 120).unwrap();
+        assert!(s.pending().unwrap().is_empty());
+        assert!(!s.was_delivered(&e.id).unwrap());
+        assert_eq!(
+            s.abandoned(&e.id).unwrap(),
+            Some((120, "HTTP 400: bad chat id".to_string()))
+        );
+    }
+
+    #[test]
+    fn prune_forgets_old_ids_only() {
+        let (_dir, _path, s) = open();
+        let es = [entry("a", 1, 1), entry("b", 1, 1), entry("c", 1, 1)];
+        s.enqueue(&es, &[]).unwrap();
+        s.acknowledge(&es[0].id, 100).unwrap();
+        s.acknowledge(&es[1].id, 300).unwrap();
+        s.abandon(&es[2].id, "gone", 150).unwrap();
+        assert_eq!(s.prune(200).unwrap(), 2);
+        assert!(!s.was_delivered(&es[0].id).unwrap());
+        assert!(s.was_delivered(&es[1].id).unwrap());
+        assert_eq!(s.abandoned(&es[2].id).unwrap(), None);
+        assert_eq!(s.prune(200).unwrap(), 0);
+    }
+
+    #[test]
+    fn state_blobs_round_trip() {
+        let (_dir, path, s) = open();
+        assert_eq!(s.load_state("governor").unwrap(), None);
+        s.save_state("governor", "{\"a\":1}").unwrap();
+        s.save_state("governor", "{\"a\":2}").unwrap();
+        drop(s);
+        let s = NotifyStore::open(&path).unwrap();
+        assert_eq!(
+            s.load_state("governor").unwrap().as_deref(),
+            Some("{\"a\":2}")
+        );
+    }
+
+    fn record(id: &str, at: i64) -> AuditRecord {
+        AuditRecord {
+            id: id.to_string(),
+            action: "restart".to_string(),
+            alert: [("alertname".to_string(), "A".to_string())].into(),
+            reason: "A".to_string(),
+            requested_at: at,
+            status: AuditStatus::Approved,
+            decided_by: Some("policy".to_string()),
+            decided_at: Some(at),
+            request: Some(RemediationCall {
+                audit_id: id.to_string(),
+                action: "restart".to_string(),
+                url: "http://x/".to_string(),
+                method: "POST".to_string(),
+                headers: vec![],
+                body: "{}".to_string(),
+            }),
+            result: None,
+            finished_at: None,
+            refusals: vec![],
+        }
+    }
+
+    #[test]
+    fn audit_records_are_replaced_by_id_and_listed_newest_first() {
+        let (_dir, _path, s) = open();
+        s.put_audit(&record("a", 100)).unwrap();
+        s.put_audit(&record("b", 300)).unwrap();
+        s.put_audit(&record("c", 200)).unwrap();
+        let mut a = record("a", 400);
+        a.status = AuditStatus::Sent;
+        a.result = Some("HTTP 200".to_string());
+        s.put_audit(&a).unwrap();
+        let ids: Vec<String> = s.audit(10).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(s.audit(2).unwrap().len(), 2);
+        assert_eq!(s.get_audit("a").unwrap(), Some(a));
+        assert_eq!(s.get_audit("zz").unwrap(), None);
+    }
+
+    #[test]
+    fn a_corrupted_row_is_a_decode_error_naming_table_and_key() {
+        let (_dir, _path, s) = open();
+        let tx = s.db.begin_write().unwrap();
+        {
+            tx.open_table(OUTBOX)
+                .unwrap()
+                .insert("telegram-ops/bad", (5, 5, "{not json"))
+                .unwrap();
+            tx.open_table(DUE)
+                .unwrap()
+                .insert((5, "telegram-ops/bad"), ())
+                .unwrap();
+            tx.open_table(AUDIT)
+                .unwrap()
+                .insert("deadbeef", (5, "[]"))
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        let e = s.due(10, 10).unwrap_err().to_string();
+        assert!(
+            e.contains("table outbox") && e.contains("\"telegram-ops/bad\""),
+            "{e}"
+        );
+        assert!(e.contains("notify.redb"), "{e}");
+        let e = s.get_audit("deadbeef").unwrap_err().to_string();
+        assert!(e.contains("table audit") && e.contains("deadbeef"), "{e}");
+    }
+}
