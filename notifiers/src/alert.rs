@@ -21,6 +21,7 @@ pub struct AlertInfo {
     /// When it resolved (Unix seconds), if it did.
     pub ends_at: Option<i64>,
     /// The rule's value when it last held (ETA seconds, forecast, score …).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub value: f64,
     /// Link back to prognos (the series' forecast in the API).
     pub generator_url: String,
@@ -80,6 +81,7 @@ pub struct Explanation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Eta {
     /// Best estimate, seconds from `starts_at`'s evaluation.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
     /// Earliest (the band's pessimistic edge), seconds.
     pub earliest: Option<f64>,
@@ -95,10 +97,13 @@ pub struct ForecastPoint {
     /// Unix seconds.
     pub t: i64,
     /// Expected value.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub mean: f64,
     /// Lower edge of the band.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub lower: f64,
     /// Upper edge of the band.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub upper: f64,
 }
 
@@ -168,4 +173,41 @@ pub fn rfc3339(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// JSON has no NaN or infinity: serde_json writes them as `null`. Reading
+/// `null` back as NaN keeps stored alerts loadable.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_survive_a_json_round_trip() {
+        let a = AlertInfo {
+            rule: "g/r".into(),
+            labels: KeyValues::new(),
+            annotations: KeyValues::new(),
+            status: Status::Firing,
+            starts_at: 0,
+            ends_at: None,
+            value: f64::NAN,
+            generator_url: String::new(),
+            explanation: Some(Explanation {
+                forecast: vec![ForecastPoint {
+                    t: 1,
+                    mean: f64::INFINITY,
+                    lower: 0.0,
+                    upper: f64::NAN,
+                }],
+                ..Explanation::default()
+            }),
+        };
+        let back: AlertInfo = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert!(back.value.is_nan());
+        assert!(back.explanation.unwrap().forecast[0].mean.is_nan());
+    }
 }
