@@ -92,9 +92,10 @@ pub struct RunArgs {
     /// Evaluate every rule once, print a summary and exit.
     #[arg(long)]
     pub once: bool,
-    /// Enable `POST /-/reload`, requiring `Authorization: Bearer <the token in this file>`.
-    #[arg(long)]
-    pub reload_token_file: Option<PathBuf>,
+    /// Enable the changing endpoints (`POST /-/reload`, silences), requiring
+    /// `Authorization: Bearer <the token in this file>`.
+    #[arg(long, alias = "reload-token-file")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `prognos check`.

@@ -73,9 +73,10 @@ pub fn explanation(
     }
     if let Some(s) = series {
         e.current = Some(s.last_value);
+        // JSON (the outbox) has no NaN: keep only finite numbers.
         if let Some((p, lo, hi)) = s.expected {
-            e.expected = Some(p);
-            e.band = Some((lo, hi));
+            e.expected = Some(p).filter(|v| v.is_finite());
+            e.band = Some((lo, hi)).filter(|(l, h)| l.is_finite() && h.is_finite());
         }
         e.anomaly_score = Some(s.peak_score.max(s.score));
         let step = s.step();
@@ -89,7 +90,10 @@ pub fn explanation(
             })
             .collect();
     }
-    let skip = history.len().saturating_sub(CHART_POINTS);
-    e.history = history.into_iter().skip(skip).collect();
+    let finite: Vec<(i64, f64)> = history.into_iter().filter(|p| p.1.is_finite()).collect();
+    let skip = finite.len().saturating_sub(CHART_POINTS);
+    e.history = finite.into_iter().skip(skip).collect();
+    e.current = e.current.filter(|v| v.is_finite());
+    e.anomaly_score = e.anomaly_score.filter(|v| v.is_finite());
     e
 }

@@ -79,6 +79,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A registry with every metric registered, and what `extra` registers.
+    pub fn with_extra(extra: impl FnOnce(&mut Registry)) -> Self {
+        let mut m = Self::new();
+        extra(&mut m.registry);
+        m
+    }
+
     /// A registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::default();

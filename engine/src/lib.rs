@@ -18,6 +18,7 @@ pub mod exposition;
 pub mod logging;
 pub mod modelled;
 pub mod nab_corpus;
+pub mod notify;
 pub mod progress;
 pub mod prom;
 pub mod scheduler;

@@ -9,7 +9,10 @@
 //!   (from Prometheus, default the last 6 hours), latest point, expectation and forecast path with its band.
 //! - `GET /-/healthy`, `GET /-/ready` (ready once every rule has been evaluated).
 //! - `POST /-/reload` — reloads the configuration; off unless `prognos run` was given
-//!   `--reload-token-file`, and then only with `Authorization: Bearer <token>`.
+//!   `--admin-token-file`, and then only with `Authorization: Bearer <token>`.
+//! - `GET /api/v1/silences`, `POST /api/v1/silences` (token), `DELETE /api/v1/silences/{id}` (token).
+//! - `GET /api/v1/notifications` — the outbox and the alert groups.
+//! - `GET /api/v1/remediations[?limit=N]` — the remediation audit log, newest first.
 
 use std::sync::Arc;
 
@@ -25,6 +28,7 @@ use tokio::sync::{RwLock, mpsc, oneshot};
 use crate::alert::Alert;
 use crate::evaluate::{horizon_label, steps};
 use crate::exposition::CONTENT_TYPE;
+use crate::notify::NotifySink;
 use crate::scheduler::{BAND_LEVEL, Engine, Health, label_hash};
 
 /// A request to reload the configuration, answered with the outcome.
@@ -36,8 +40,11 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 pub struct ServerState {
     /// The engine in force.
     pub engine: RwLock<Arc<Engine>>,
-    /// Bearer token and channel for `POST /-/reload`; None: the endpoint is off.
+    /// Bearer token and channel for `POST /-/reload`; None: the endpoint is
+    /// off. The token also guards the other mutating endpoints (silences).
     pub reload: Option<(String, mpsc::Sender<ReloadRequest>)>,
+    /// The notifications, for the silence, notification and remediation endpoints.
+    pub notify: Option<Arc<NotifySink>>,
 }
 
 /// The shared state of the handlers.
@@ -49,6 +56,7 @@ impl ServerState {
         Arc::new(Self {
             engine: RwLock::new(engine),
             reload: None,
+            notify: None,
         })
     }
 }
@@ -64,28 +72,54 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/series/{id}/forecast", get(forecast))
         .route("/-/reload", post(reload))
+        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(expire_silence),
+        )
+        .route("/api/v1/notifications", get(notifications))
+        .route("/api/v1/remediations", get(remediations))
         .with_state(state)
 }
 
-async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((token, tx)) = &s.reload else {
-        return (
+/// Checks the bearer token of a mutating request.
+fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some((token, _)) = &s.reload else {
+        return Err((
             StatusCode::FORBIDDEN,
-            "reload over HTTP is off: start prognos with --reload-token-file\n",
+            "changes over HTTP are off: start prognos with --admin-token-file\n",
         )
-            .into_response();
+            .into_response());
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given != Some(token.as_str()) {
-        return (
+    // Constant-time comparison: the token guards changes.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !ok {
+        return Err((
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required\n",
         )
-            .into_response();
+            .into_response());
     }
+    Ok(())
+}
+
+async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let Some((_, tx)) = &s.reload else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
     let (answer, outcome) = oneshot::channel();
     if tx.send(answer).await.is_err() {
         return (
@@ -315,4 +349,179 @@ async fn forecast(
         Json(serde_json::json!({"status": "error", "error": format!("no series with id {id}")})),
     )
         .into_response()
+}
+
+fn notifier(s: &ServerState) -> Result<prognos_notifiers::notifier::Notifier, Response> {
+    s.notify.as_ref().and_then(|n| n.current()).ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            Json(
+                serde_json::json!({"status": "error", "error": "notifications are not configured"}),
+            ),
+        )
+            .into_response()
+    })
+}
+
+fn api_error(code: StatusCode, message: impl std::fmt::Display) -> Response {
+    (
+        code,
+        Json(serde_json::json!({"status": "error", "error": message.to_string()})),
+    )
+        .into_response()
+}
+
+async fn silences(State(s): State<AppState>) -> Response {
+    match notifier(&s) {
+        Ok(n) => {
+            Json(serde_json::json!({"status": "success", "data": n.silences()})).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// The body of `POST /api/v1/silences`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NewSilence {
+    /// Matchers, as one string (`a="b", c=~"d"`) or a list.
+    matchers: MatcherInput,
+    /// How long from now (`2h`), unless `ends_at` is given.
+    duration: Option<String>,
+    /// RFC 3339 end.
+    ends_at: Option<String>,
+    /// Who asks.
+    created_by: Option<String>,
+    /// Why.
+    comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MatcherInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+async fn add_silence(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let n = match notifier(&s) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let req: NewSilence = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "body: {e} (expected {{\"matchers\": \"service=\\\"mes-api\\\"\", \"duration\": \"2h\", \"createdBy\": \"…\", \"comment\": \"…\"}})"
+                ),
+            );
+        }
+    };
+    let texts = match req.matchers {
+        MatcherInput::One(t) => vec![t],
+        MatcherInput::Many(v) => v,
+    };
+    let mut matchers = Vec::new();
+    for t in &texts {
+        match prognos_notifiers::matcher::parse_matchers(t) {
+            Ok(m) => matchers.extend(m),
+            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("matchers: {e}")),
+        }
+    }
+    let now = crate::commands::run::unix_now();
+    let ends_at = match (&req.duration, &req.ends_at) {
+        (Some(d), None) => match crate::config::parse_duration(d) {
+            Ok(d) => now + d.as_secs() as i64,
+            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("duration: {e}")),
+        },
+        (None, Some(t)) => match crate::timestamp::parse(t) {
+            Ok((t, _)) => t,
+            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("endsAt: {e}")),
+        },
+        _ => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of duration (\"2h\") and endsAt (RFC 3339)",
+            );
+        }
+    };
+    let by = req.created_by.unwrap_or_else(|| "api".to_string());
+    match n.add_silence(
+        matchers,
+        now,
+        ends_at,
+        &by,
+        req.comment.as_deref().unwrap_or(""),
+    ) {
+        Ok(id) => Json(serde_json::json!({"status": "success", "data": {"silenceId": id}}))
+            .into_response(),
+        Err(e) => api_error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn expire_silence(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    match notifier(&s) {
+        Ok(n) => match n.expire_silence(&id, crate::commands::run::unix_now()) {
+            Ok(()) => Json(serde_json::json!({"status": "success"})).into_response(),
+            Err(e) => api_error(StatusCode::NOT_FOUND, e),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn notifications(State(s): State<AppState>) -> Response {
+    let n = match notifier(&s) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let outbox = match n.outbox() {
+        Ok(o) => o,
+        Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let pending: Vec<serde_json::Value> = outbox
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id, "target": e.target, "key": e.key,
+                "createdAt": e.created_at, "nextAttemptAt": e.next_attempt_at,
+                "attempts": e.attempts, "lastError": e.last_error,
+            })
+        })
+        .collect();
+    Json(
+        serde_json::json!({"status": "success", "data": {"outbox": pending, "groups": n.groups()}}),
+    )
+    .into_response()
+}
+
+/// `?limit=N` (default 100).
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn remediations(State(s): State<AppState>, Query(q): Query<AuditQuery>) -> Response {
+    match notifier(&s) {
+        Ok(n) => match n.audit(q.limit.unwrap_or(100).min(10_000)) {
+            Ok(a) => Json(serde_json::json!({"status": "success", "data": a})).into_response(),
+            Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
+        Err(r) => r,
+    }
 }

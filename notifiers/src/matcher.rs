@@ -240,11 +240,21 @@ mod tests {
     fn the_four_operators_match_like_alertmanager() {
         let l = labels(&[("severity", "critical"), ("service", "mes-api")]);
         assert!(Matcher::parse("severity=critical").unwrap().matches(&l));
-        assert!(Matcher::parse(r#"severity!="warning""#).unwrap().matches(&l));
+        assert!(
+            Matcher::parse(r#"severity!="warning""#)
+                .unwrap()
+                .matches(&l)
+        );
         assert!(Matcher::parse(r#"service=~"mes-.*""#).unwrap().matches(&l));
-        assert!(!Matcher::parse(r#"service=~"mes""#).unwrap().matches(&l), "anchored");
+        assert!(
+            !Matcher::parse(r#"service=~"mes""#).unwrap().matches(&l),
+            "anchored"
+        );
         assert!(Matcher::parse("service!~shop.*").unwrap().matches(&l));
-        assert!(Matcher::parse(r#"team="""#).unwrap().matches(&l), "missing is empty");
+        assert!(
+            Matcher::parse(r#"team="""#).unwrap().matches(&l),
+            "missing is empty"
+        );
     }
 
     #[test]

@@ -15,9 +15,11 @@ use crate::alert::{AlertSink, AlertStore, LogSink};
 use crate::cli::RunArgs;
 use crate::config::{self, Config, Shard};
 use crate::exposition::{Metrics, one};
+use crate::notify::NotifySink;
 use crate::prom::{ClientSettings, PromClient};
 use crate::scheduler::{Engine, align};
 use crate::server::{self, ReloadRequest, ServerState};
+use prognos_notifiers::notifier::NotifierMetrics;
 
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
@@ -50,14 +52,19 @@ pub fn load_config(path: &Path) -> Result<Config> {
 
 /// Opens the alert store of `shard` in the configuration's state directory.
 pub fn open_store(config: &Config, shard: Shard) -> Result<AlertStore> {
+    Ok(AlertStore::open(&state_file(config, shard, "state")?)?)
+}
+
+/// The path of the store `name` of `shard` in the state directory (created).
+fn state_file(config: &Config, shard: Shard, name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
     let file = if shard.count > 1 {
-        format!("state-{}-of-{}.redb", shard.index, shard.count)
+        format!("{name}-{}-of-{}.redb", shard.index, shard.count)
     } else {
-        "state.redb".to_string()
+        format!("{name}.redb")
     };
-    Ok(AlertStore::open(&config.state_dir.join(file))?)
+    Ok(config.state_dir.join(file))
 }
 
 /// Builds an engine for `config` with its own store, metrics and a logging sink.
@@ -81,18 +88,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
         config.listen = listen;
     }
     let shard = args.shard.unwrap_or(config.shard);
-    let reload_token = match &args.reload_token_file {
+    let reload_token = match &args.admin_token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
-                .with_context(|| format!("reading --reload-token-file {}", p.display()))?
+                .with_context(|| format!("reading --admin-token-file {}", p.display()))?
                 .trim()
                 .to_string(),
         )
         .filter(|t| !t.is_empty()),
         None => None,
     };
-    if args.reload_token_file.is_some() && reload_token.is_none() {
-        anyhow::bail!("--reload-token-file: the file is empty");
+    if args.admin_token_file.is_some() && reload_token.is_none() {
+        anyhow::bail!("--admin-token-file: the file is empty");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,6 +121,7 @@ struct Lasting {
     store: Arc<AlertStore>,
     metrics: Arc<Metrics>,
     sink: Arc<dyn AlertSink>,
+    notify: Arc<NotifySink>,
 }
 
 impl Lasting {
@@ -138,14 +146,25 @@ async fn serve(
     reload_token: Option<String>,
 ) -> Result<()> {
     let listen = config.listen;
+    let notifier_metrics = Arc::new(NotifierMetrics::default());
+    let notify = Arc::new(NotifySink::open(
+        &state_file(&config, shard, "notify")?,
+        notifier_metrics.clone(),
+    )?);
     let lasting = Lasting {
         path,
         shard,
         store: Arc::new(open_store(&config, shard)?),
-        metrics: Arc::new(Metrics::new()),
-        sink: Arc::new(LogSink),
+        metrics: Arc::new(Metrics::with_extra(|r| notifier_metrics.register(r))),
+        sink: notify.clone(),
+        notify: notify.clone(),
     };
+    let notifications = config.notifications.clone();
     let engine = Arc::new(lasting.engine(config)?);
+    if !once {
+        notify.apply(notifications)?;
+        notify.resync(&engine).await;
+    }
     if once {
         engine.evaluate_all(unix_now()).await;
         for r in &engine.rules {
@@ -168,6 +187,7 @@ async fn serve(
     let state = Arc::new(ServerState {
         engine: tokio::sync::RwLock::new(engine.clone()),
         reload: reload_token.map(|t| (t, reload_tx.clone())),
+        notify: Some(notify.clone()),
     });
     let (stop_all_tx, mut stop_all_rx) = watch::channel(false);
     let server = {
@@ -199,6 +219,7 @@ async fn serve(
     for g in groups {
         let _ = g.await;
     }
+    notify.stop();
     let _ = server.await;
     tracing::info!("prognos stopped.");
     Ok(())
@@ -213,7 +234,12 @@ async fn reload(
     groups: &mut Vec<JoinHandle<()>>,
 ) -> Result<(), String> {
     let config = load_config(&lasting.path).map_err(|e| format!("{e:#}"))?;
+    let notifications = config.notifications.clone();
     let new = lasting.engine(config).map_err(|e| format!("{e:#}"))?;
+    lasting
+        .notify
+        .apply(notifications)
+        .map_err(|e| format!("{e:#}"))?;
     // Stop the old loops before taking their state over.
     let _ = stop_groups.send(true);
     for g in groups.drain(..) {

@@ -15,6 +15,7 @@ mod duration;
 mod error;
 mod glob;
 mod locate;
+mod notify;
 mod promql;
 pub mod raw;
 mod rules;
@@ -59,6 +60,8 @@ pub struct Config {
     pub series_limit_per_rule: usize,
     /// Every rule group, in the order of `rule_files` and of each file.
     pub groups: Vec<RuleGroup>,
+    /// Notifications and remediation, when configured.
+    pub notifications: Option<prognos_notifiers::config::NotifierConfig>,
 }
 
 impl Config {

@@ -54,6 +54,11 @@ pub struct RawConfig {
     /// matches no file is an error. Default: none.
     #[serde(default)]
     pub rule_files: Vec<String>,
+    /// Where alerts go: receivers, routing, the Telegram bot. Default: none
+    /// (alerts are logged).
+    pub notifications: Option<super::notify::RawNotifications>,
+    /// Remediation webhooks bound to alerts. Default: none.
+    pub remediation: Option<super::notify::RawRemediation>,
 }
 
 /// The `global:` section.

@@ -256,6 +256,13 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let notifications = super::notify::load(
+        &mut report,
+        &base,
+        raw.notifications.as_ref(),
+        raw.remediation.as_ref(),
+        &external_url,
+    );
     let defaults = rules::Defaults {
         interval: evaluation_interval.unwrap_or(DEFAULT_EVALUATION_INTERVAL),
         series_limit: series_limit_per_rule.unwrap_or(DEFAULT_SERIES_LIMIT),
@@ -288,6 +295,7 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
                 shard,
                 series_limit_per_rule: limit,
                 groups,
+                notifications,
             })
         }
         _ => Err(ConfigErrors(errors)),

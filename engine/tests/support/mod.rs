@@ -8,6 +8,8 @@
 //!   backfills.
 //! - [`http_peer`]: [`CannedPeer`] answers every request with one fixed
 //!   response (a proxy's HTML page, a 503).
+//! - [`webhook`]: [`WebhookReceiver`], an idempotent webhook receiver that
+//!   records what it gets.
 
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
@@ -15,7 +17,9 @@
 pub mod http_peer;
 pub mod openmetrics;
 pub mod prometheus;
+pub mod webhook;
 
 pub use http_peer::CannedPeer;
 pub use openmetrics::{GaugeSeries, now_secs, openmetrics_gauges};
 pub use prometheus::{Prometheus, free_port};
+pub use webhook::WebhookReceiver;

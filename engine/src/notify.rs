@@ -1,0 +1,116 @@
+//! The notifiers as the engine runs them: an [`AlertSink`] that outlives
+//! reloads. Each (re)load builds a new [`Notifier`] over the same store and
+//! metrics, stops the old one's loops and starts the new one's.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{Context, Result};
+use prognos_notifiers::alert::AlertInfo;
+use prognos_notifiers::config::NotifierConfig;
+use prognos_notifiers::notifier::{Notifier, NotifierMetrics, unix_now};
+use prognos_notifiers::store::NotifyStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::alert::{AlertEvent, AlertSink, AlertStatus, LogSink, alert_info};
+use crate::scheduler::Engine;
+
+type Loops = (watch::Sender<bool>, Vec<JoinHandle<()>>);
+
+/// The sink of `prognos run`: logs every transition and, when notifications
+/// are configured, hands it to the notifier in force.
+pub struct NotifySink {
+    store: Arc<NotifyStore>,
+    metrics: Arc<NotifierMetrics>,
+    current: RwLock<Option<Notifier>>,
+    loops: Mutex<Option<Loops>>,
+}
+
+impl std::fmt::Debug for NotifySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifySink").finish_non_exhaustive()
+    }
+}
+
+impl NotifySink {
+    /// Opens the notification store at `path`; nothing is delivered until
+    /// [`NotifySink::apply`] is given a configuration.
+    pub fn open(path: &Path, metrics: Arc<NotifierMetrics>) -> Result<Self> {
+        let store = NotifyStore::open(path)
+            .with_context(|| format!("opening the notification store {}", path.display()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            metrics,
+            current: RwLock::new(None),
+            loops: Mutex::new(None),
+        })
+    }
+
+    /// Builds a notifier for `config` (None: notifications off) and puts it
+    /// in force; on error the running one stays. Must run inside tokio.
+    pub fn apply(&self, config: Option<NotifierConfig>) -> Result<()> {
+        let new = match config {
+            Some(c) => Some(
+                Notifier::open(c, self.store.clone(), self.metrics.clone())
+                    .context("setting up notifications")?,
+            ),
+            None => None,
+        };
+        self.stop();
+        if let Some(n) = &new {
+            let (tx, rx) = watch::channel(false);
+            *self.loops.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, n.spawn(rx)));
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(())
+    }
+
+    /// Stops the loops of the notifier in force (outbox entries stay stored).
+    pub fn stop(&self) {
+        if let Some((tx, handles)) = self.loops.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(true);
+            for h in handles {
+                h.abort();
+            }
+        }
+    }
+
+    /// The notifier in force.
+    pub fn current(&self) -> Option<Notifier> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Hands the alerts firing in `engine`'s saved state to the notifier,
+    /// which notifies those it has not grouped yet.
+    pub async fn resync(&self, engine: &Engine) {
+        let Some(n) = self.current() else {
+            return;
+        };
+        let mut firing = Vec::new();
+        for r in &engine.rules {
+            let rt = r.lock().await;
+            for a in rt
+                .alerts
+                .active()
+                .filter(|a| a.status == AlertStatus::Firing)
+            {
+                let url = format!("{}/api/v1/alerts", engine.config.external_url);
+                firing.push(alert_info(&rt.id, &AlertEvent::Firing(a.clone()), url));
+            }
+        }
+        n.resync(&firing, unix_now());
+    }
+}
+
+impl AlertSink for NotifySink {
+    fn send(&self, alerts: &[AlertInfo]) {
+        LogSink.send(alerts);
+        if let Some(n) = self.current() {
+            n.ingest(alerts, unix_now());
+        }
+    }
+}
