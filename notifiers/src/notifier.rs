@@ -156,13 +156,25 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The name of the `index`th of `count` targets of `receiver`.
-pub fn target_name(receiver: &str, kind: &str, index: usize, count: usize) -> String {
-    if count > 1 {
-        format!("{receiver}/{kind}-{index}")
-    } else {
-        format!("{receiver}/{kind}")
-    }
+/// The names of a receiver's targets, in order: `ops/telegram`, `ops/email`;
+/// a kind configured more than once is numbered (`am/alertmanager-0`, `-1`).
+pub fn target_names(r: &crate::config::Receiver) -> Vec<String> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    r.targets
+        .iter()
+        .map(|t| {
+            let kind = t.kind();
+            let total = r.targets.iter().filter(|u| u.kind() == kind).count();
+            let n = seen.entry(kind).or_insert(0);
+            let name = if total > 1 {
+                format!("{}/{kind}-{n}", r.name)
+            } else {
+                format!("{}/{kind}", r.name)
+            };
+            *n += 1;
+            name
+        })
+        .collect()
 }
 
 fn load<T: for<'de> Deserialize<'de> + Default>(
@@ -206,8 +218,7 @@ impl Notifier {
             })?;
         let mut targets = BTreeMap::new();
         for r in &config.receivers {
-            for (i, t) in r.targets.iter().enumerate() {
-                let name = target_name(&r.name, t.kind(), i, r.targets.len());
+            for (t, name) in r.targets.iter().zip(target_names(r)) {
                 let err = |e: SendError| NotifierError::Target {
                     target: name.clone(),
                     message: e.message,
@@ -489,8 +500,7 @@ impl Notifier {
                 tracing::warn!(receiver = %n.receiver, "A route names an unknown receiver; notification dropped.");
                 continue;
             };
-            for (i, t) in r.targets.iter().enumerate() {
-                let target = target_name(&r.name, t.kind(), i, r.targets.len());
+            for target in target_names(r) {
                 entries.push(entry(&target, &n.key, Delivery::Notify(n.clone()), now));
             }
         }

@@ -105,6 +105,13 @@ pub(crate) async fn check_response(what: &str, resp: reqwest::Response) -> Resul
 mod tests {
     use super::*;
 
+    /// The outbox spawns sends: the futures must be `Send` (checked at compile time).
+    #[allow(dead_code)]
+    fn sends_are_send(c: &Channel, n: &Notification, r: &Rendered, p: &mut u32) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(c.send(n, r, p));
+    }
+
     #[test]
     fn retry_after_reads_seconds_only() {
         let mut h = reqwest::header::HeaderMap::new();
