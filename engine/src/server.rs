@@ -83,13 +83,15 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Checks the bearer token of a mutating request.
-fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some((token, _)) = &s.reload else {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "changes over HTTP are off: start prognos with --admin-token-file\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "changes over HTTP are off: start prognos with --admin-token-file\n",
+            )
+                .into_response(),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -104,18 +106,20 @@ fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Response> {
                 == 0
     });
     if !ok {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required\n",
+            )
+                .into_response(),
+        ));
     }
     Ok(())
 }
 
 async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return *r;
     }
     let Some((_, tx)) = &s.reload else {
         return StatusCode::FORBIDDEN.into_response();
@@ -351,15 +355,15 @@ async fn forecast(
         .into_response()
 }
 
-fn notifier(s: &ServerState) -> Result<prognos_notifiers::notifier::Notifier, Response> {
+fn notifier(s: &ServerState) -> Result<prognos_notifiers::notifier::Notifier, Box<Response>> {
     s.notify.as_ref().and_then(|n| n.current()).ok_or_else(|| {
-        (
+        Box::new((
             StatusCode::NOT_FOUND,
             Json(
                 serde_json::json!({"status": "error", "error": "notifications are not configured"}),
             ),
         )
-            .into_response()
+            .into_response())
     })
 }
 
@@ -376,7 +380,7 @@ async fn silences(State(s): State<AppState>) -> Response {
         Ok(n) => {
             Json(serde_json::json!({"status": "success", "data": n.silences()})).into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -409,11 +413,11 @@ async fn add_silence(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return *r;
     }
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let req: NewSilence = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -474,21 +478,21 @@ async fn expire_silence(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return *r;
     }
     match notifier(&s) {
         Ok(n) => match n.expire_silence(&id, crate::commands::run::unix_now()) {
             Ok(()) => Json(serde_json::json!({"status": "success"})).into_response(),
             Err(e) => api_error(StatusCode::NOT_FOUND, e),
         },
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn notifications(State(s): State<AppState>) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let outbox = match n.outbox() {
         Ok(o) => o,
@@ -522,6 +526,6 @@ async fn remediations(State(s): State<AppState>, Query(q): Query<AuditQuery>) ->
             Ok(a) => Json(serde_json::json!({"status": "success", "data": a})).into_response(),
             Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
         },
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
