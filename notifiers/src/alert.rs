@@ -128,6 +128,28 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The alert a message leads with and charts: the first firing one, else the first.
+    pub fn lead(&self) -> Option<&AlertInfo> {
+        self.alerts
+            .iter()
+            .find(|a| a.status == Status::Firing)
+            .or_else(|| self.alerts.first())
+    }
+
+    /// Drops the chart data (history, forecast) of every alert but the lead,
+    /// which alone is charted: keeps outbox entries of big groups small.
+    pub fn keep_only_the_lead_chart(&mut self) {
+        let lead = self.lead().map(AlertInfo::fingerprint);
+        for a in &mut self.alerts {
+            if Some(a.fingerprint()) != lead
+                && let Some(e) = &mut a.explanation
+            {
+                e.history = Vec::new();
+                e.forecast = Vec::new();
+            }
+        }
+    }
+
     /// Firing if any alert fires.
     pub fn status(&self) -> Status {
         if self.alerts.iter().any(|a| a.status == Status::Firing) {

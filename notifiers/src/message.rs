@@ -71,11 +71,7 @@ pub fn render(n: &Notification, o: &RenderOptions) -> Rendered {
         .take(o.max_alerts_listed)
         .map(|a| View::of(a, &o.time_zone_label))
         .collect();
-    let lead = n
-        .alerts
-        .iter()
-        .find(|a| a.status == Status::Firing)
-        .or_else(|| n.alerts.first());
+    let lead = n.lead();
 
     let chart_png = if o.chart { lead.and_then(chart) } else { None };
 

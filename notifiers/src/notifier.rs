@@ -487,13 +487,16 @@ impl Notifier {
             ..
         } = &mut *st;
         let silenced = |l: &crate::alert::KeyValues| silences.is_silenced(l, now).is_some();
-        let notifications = dispatcher.flush(
+        let mut notifications = dispatcher.flush(
             &inner.config.route,
             &silenced,
             &send_resolved,
             &inner.config.external_url,
             now,
         );
+        for n in &mut notifications {
+            n.keep_only_the_lead_chart();
+        }
         let mut entries = Vec::new();
         for n in &notifications {
             let Some(r) = receivers.iter().find(|r| r.name == n.receiver) else {
