@@ -769,15 +769,13 @@ async fn get_updates(shared: &Shared, p: &Params) -> Response {
 
 #[cfg(test)]
 mod parse_tests {
-    use super::parse_html;
-
     #[test]
     fn html_is_checked_like_telegram() {
-        assert_eq!(parse_html("<b>a &lt; b</b> &amp; c").unwrap(), "a < b & c");
-        assert!(parse_html("<b>open").is_err());
-        assert!(parse_html("<b><i>x</b></i>").is_err());
-        assert!(parse_html("a < b").is_err());
-        assert!(parse_html("<div>x</div>").is_err());
-        assert!(parse_html("AT&T").is_err());
+        assert_eq!(super::parse_html("<b>a &lt; b</b> &amp; c").unwrap(), "a < b & c");
+        assert!(super::parse_html("<b>open").is_err());
+        assert!(super::parse_html("<b><i>x</b></i>").is_err());
+        assert!(super::parse_html("a < b").is_err());
+        assert!(super::parse_html("<div>x</div>").is_err());
+        assert!(super::parse_html("AT&T").is_err());
     }
 }
