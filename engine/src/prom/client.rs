@@ -11,7 +11,7 @@ use url::Url;
 use super::chunk::{merge_series, split_range};
 use super::error::PromError;
 use super::response::{self, Expect, Origin, Parsed};
-use super::retry::{Backoff, with_retries};
+use super::retry::{Backoff, prom_backoff, with_retries};
 use super::settings::ClientSettings;
 use super::types::{InstantSample, QueryResult, RangeSeries};
 
@@ -160,7 +160,7 @@ impl PromClient {
                 timeout: settings.timeout,
                 max_retries: settings.max_retries,
                 max_points: settings.max_points_per_query,
-                backoff: Backoff::default(),
+                backoff: prom_backoff(),
             }),
         })
     }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rand::Rng;
+pub(crate) use prognos_notifiers::retry::Backoff;
 
 use super::error::PromError;
 
@@ -13,35 +13,13 @@ pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// No single wait is longer than this.
 pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// Exponential backoff with full jitter: the wait before retry `n` (0-based)
-/// is uniform in `[0, min(cap, base · 2ⁿ)]`, which spreads clients that failed
-/// together (AWS "Exponential Backoff and Jitter").
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: BACKOFF_BASE,
-            cap: BACKOFF_CAP,
-        }
-    }
-}
-
-impl Backoff {
-    /// The longest wait before retry `retry` (0-based).
-    pub fn ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
-    }
-
-    /// A random wait before retry `retry`, within `[0, ceiling(retry)]`.
-    pub fn delay(&self, retry: u32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling(retry);
-        Duration::from_nanos(rng.random_range(0..=ceiling.as_nanos().min(u64::MAX as u128) as u64))
+/// The Prometheus client's backoff: exponential with full jitter (the wait
+/// before retry `n` is uniform in `[0, min(cap, base · 2ⁿ)]`), the same
+/// policy the notifiers use, with shorter delays.
+pub(crate) fn prom_backoff() -> Backoff {
+    Backoff {
+        initial: BACKOFF_BASE,
+        max: BACKOFF_CAP,
     }
 }
 
@@ -63,7 +41,7 @@ where
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(err) if err.retryable() && retry < max_retries => {
-                let delay = backoff.delay(retry, &mut rand::rng());
+                let delay = backoff.delay(retry, rand::random::<f64>(), None);
                 retry += 1;
                 tracing::warn!(
                     endpoint = what,
@@ -89,7 +67,7 @@ mod tests {
 
     #[test]
     fn ceiling_doubles_then_caps() {
-        let backoff = Backoff::default();
+        let backoff = prom_backoff();
         assert_eq!(backoff.ceiling(0), Duration::from_millis(250));
         assert_eq!(backoff.ceiling(1), Duration::from_millis(500));
         assert_eq!(backoff.ceiling(2), Duration::from_secs(1));
@@ -101,10 +79,11 @@ mod tests {
 
     #[test]
     fn delays_stay_within_bounds_and_are_jittered() {
-        let backoff = Backoff::default();
-        let mut rng = rand::rng();
+        let backoff = prom_backoff();
         for retry in 0..8 {
-            let delays: Vec<Duration> = (0..500).map(|_| backoff.delay(retry, &mut rng)).collect();
+            let delays: Vec<Duration> = (0..500)
+                .map(|_| backoff.delay(retry, rand::random::<f64>(), None))
+                .collect();
             let ceiling = backoff.ceiling(retry);
             assert!(delays.iter().all(|d| *d <= ceiling));
             // Full jitter: waits spread over the whole interval.
@@ -115,8 +94,8 @@ mod tests {
 
     fn fast() -> Backoff {
         Backoff {
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(2),
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(2),
         }
     }
 

@@ -771,7 +771,10 @@ async fn get_updates(shared: &Shared, p: &Params) -> Response {
 mod parse_tests {
     #[test]
     fn html_is_checked_like_telegram() {
-        assert_eq!(super::parse_html("<b>a &lt; b</b> &amp; c").unwrap(), "a < b & c");
+        assert_eq!(
+            super::parse_html("<b>a &lt; b</b> &amp; c").unwrap(),
+            "a < b & c"
+        );
         assert!(super::parse_html("<b>open").is_err());
         assert!(super::parse_html("<b><i>x</b></i>").is_err());
         assert!(super::parse_html("a < b").is_err());
