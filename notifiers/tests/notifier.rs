@@ -1,0 +1,269 @@
+//! The notifier service over its durable outbox, driven step by step with
+//! explicit times: Telegram's `429 retry_after` honoured, deliveries given
+//! up after their age, approvals that expire, dry runs that call nothing.
+//! Peers are real servers on loopback (a Telegram Bot API peer, an HTTP
+//! receiver).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prognos_notifiers::channel::telegram::TelegramConfig;
+use prognos_notifiers::channel::webhook::WebhookConfig;
+use prognos_notifiers::config::{BotConfig, NotifierConfig, Receiver, RemediationConfig, Target};
+use prognos_notifiers::matcher::parse_matchers;
+use prognos_notifiers::message::RenderOptions;
+use prognos_notifiers::notifier::{Notifier, NotifierMetrics, unix_now};
+use prognos_notifiers::remediation::{Action, ApprovalPolicy, AuditStatus};
+use prognos_notifiers::retry::Backoff;
+use prognos_notifiers::route::Route;
+use prognos_notifiers::store::NotifyStore;
+use prometheus_client::registry::Registry;
+use support::telegram_peer::{Fail, TelegramPeer};
+use support::{HttpRecorder, alert};
+
+fn route(receiver: &str) -> Route {
+    Route {
+        receiver: receiver.into(),
+        matchers: Vec::new(),
+        group_by: vec!["service".into()],
+        group_wait: 0,
+        group_interval: 60,
+        repeat_interval: 3600,
+        continue_matching: false,
+        routes: Vec::new(),
+    }
+}
+
+fn config(targets: Vec<Target>) -> NotifierConfig {
+    NotifierConfig {
+        external_url: "http://prognos.example".into(),
+        receivers: vec![Receiver {
+            name: "ops".into(),
+            send_resolved: true,
+            targets,
+        }],
+        route: route("ops"),
+        give_up_after_secs: 600,
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        render: RenderOptions {
+            chart: false,
+            ..RenderOptions::default()
+        },
+        bot: None,
+        remediation: None,
+    }
+}
+
+fn telegram(peer: &TelegramPeer) -> TelegramConfig {
+    let mut c = TelegramConfig::new(peer.token.clone(), 4242);
+    c.api_url = peer.url();
+    c.min_interval = Duration::from_millis(10);
+    c
+}
+
+fn open(c: NotifierConfig) -> (Notifier, Arc<NotifierMetrics>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(NotifyStore::open(&dir.path().join("notify.redb")).unwrap());
+    let metrics = Arc::new(NotifierMetrics::default());
+    (
+        Notifier::open(c, store, metrics.clone()).unwrap(),
+        metrics,
+        dir,
+    )
+}
+
+fn encode(m: &NotifierMetrics) -> String {
+    let mut r = Registry::default();
+    m.register(&mut r);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn telegram_retry_after_is_honoured() {
+    let tg = TelegramPeer::start().await;
+    let (n, metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
+    let now = unix_now();
+    tg.fail_next(1, Fail::RetryAfter(30));
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+    assert_eq!(n.flush(now).0, 1);
+    assert_eq!(n.deliver_due(now).await, 0);
+    let e = n.outbox().unwrap().remove(0);
+    assert_eq!(e.attempts, 1);
+    assert!(
+        e.next_attempt_at >= now + 30,
+        "waits what Telegram asked: {e:?}"
+    );
+    assert!(
+        e.last_error.as_deref().unwrap().contains("Retry after 30s"),
+        "{e:?}"
+    );
+    // Not due before the time Telegram gave.
+    assert_eq!(n.deliver_due(now + 29).await, 0);
+    assert!(tg.messages().is_empty());
+    assert_eq!(n.deliver_due(now + 30).await, 1);
+    assert_eq!(tg.messages().len(), 1);
+    assert!(n.outbox().unwrap().is_empty());
+    let text = encode(&metrics);
+    assert!(text.contains("result=\"failed\"} 1"), "{text}");
+    assert!(text.contains("result=\"sent\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn an_undeliverable_notification_is_given_up_after_its_age() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = WebhookConfig {
+        url: format!("http://127.0.0.1:{port}/hook").parse().unwrap(),
+        bearer_token: None,
+        max_alerts: 0,
+        timeout: Duration::from_secs(2),
+        headers: Vec::new(),
+    };
+    let (n, metrics, _dir) = open(config(vec![Target::Webhook(hook)]));
+    let now = unix_now();
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+    n.flush(now);
+    assert_eq!(n.deliver_due(now).await, 0);
+    assert_eq!(n.outbox().unwrap().len(), 1, "kept for a retry");
+    // Past give_up_after (600 s): dropped, counted, not retried again.
+    assert_eq!(n.deliver_due(now + 601).await, 0);
+    assert!(n.outbox().unwrap().is_empty());
+    let text = encode(&metrics);
+    assert!(
+        text.contains("prognos_notifications_total{receiver=\"ops\",target=\"ops/webhook\",result=\"given_up\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("prognos_outbox_depth 0"), "{text}");
+}
+
+fn action(url: &str, approval: Option<ApprovalPolicy>, dry_run: bool) -> Action {
+    Action {
+        name: "restart-consumer".into(),
+        url: url.parse().unwrap(),
+        method: "POST".into(),
+        body_template: r#"{"service": "{{ $labels.service }}"}"#.into(),
+        headers: Vec::new(),
+        matchers: parse_matchers(r#"alertname="MesQueueBacklog""#).unwrap(),
+        cooldown_secs: 600,
+        approval,
+        dry_run,
+        on_resolved: false,
+    }
+}
+
+fn with_remediation(mut c: NotifierConfig, tg: &TelegramPeer, a: Action) -> NotifierConfig {
+    c.bot = Some(BotConfig {
+        telegram: telegram(tg),
+        allowed_users: vec![111],
+        poll_timeout_secs: 1,
+    });
+    c.remediation = Some(RemediationConfig {
+        secret: b"k".to_vec(),
+        max_calls: 10,
+        per_secs: 3600,
+        dry_run: false,
+        actions: vec![a],
+    });
+    c
+}
+
+#[tokio::test]
+async fn an_unanswered_approval_expires_and_nothing_is_called() {
+    let tg = TelegramPeer::start().await;
+    let target = HttpRecorder::start().await;
+    let hooks = HttpRecorder::start().await;
+    let policy = ApprovalPolicy {
+        expires_secs: 300,
+        approvers: vec![111],
+    };
+    let c = config(vec![Target::Webhook(WebhookConfig {
+        url: hooks.url.parse().unwrap(),
+        bearer_token: None,
+        max_alerts: 0,
+        timeout: Duration::from_secs(5),
+        headers: Vec::new(),
+    })]);
+    let (n, _m, _dir) = open(with_remediation(
+        c,
+        &tg,
+        action(&target.url, Some(policy), false),
+    ));
+    let now = unix_now();
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+    n.flush(now);
+    n.deliver_due(now).await;
+    let ask = tg.messages().into_iter().find(|m| m.reply_markup.is_some());
+    assert!(ask.is_some(), "the approval request went out");
+    assert_eq!(n.audit(5).unwrap()[0].status, AuditStatus::AwaitingApproval);
+
+    n.expire_approvals(now + 299).await;
+    assert_eq!(n.audit(5).unwrap()[0].status, AuditStatus::AwaitingApproval);
+    n.expire_approvals(now + 300).await;
+    assert_eq!(n.audit(5).unwrap()[0].status, AuditStatus::Expired);
+    let edited = tg
+        .messages()
+        .into_iter()
+        .find(|m| m.method == "editMessageText")
+        .expect("the request is marked expired in the chat");
+    assert!(edited.text.unwrap().contains("Expired"));
+    // Too late to approve now.
+    let data = ask.unwrap().reply_markup.unwrap()["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = n.decide(&data, 111, Some("alice"), now + 301).await;
+    assert!(
+        answer.contains("expired") || answer.contains("Already"),
+        "{answer}"
+    );
+    n.deliver_due(now + 302).await;
+    assert!(target.received().is_empty(), "nothing was called");
+}
+
+#[tokio::test]
+async fn a_dry_run_is_audited_and_calls_nothing() {
+    let tg = TelegramPeer::start().await;
+    let target = HttpRecorder::start().await;
+    let hooks = HttpRecorder::start().await;
+    let c = config(vec![Target::Webhook(WebhookConfig {
+        url: hooks.url.parse().unwrap(),
+        bearer_token: None,
+        max_alerts: 0,
+        timeout: Duration::from_secs(5),
+        headers: Vec::new(),
+    })]);
+    let (n, metrics, _dir) = open(with_remediation(c, &tg, action(&target.url, None, true)));
+    let now = unix_now();
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+    n.flush(now);
+    n.deliver_due(now).await;
+    let audit = n.audit(5).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].status, AuditStatus::DryRun);
+    let request = audit[0]
+        .request
+        .as_ref()
+        .expect("what would have been called");
+    assert_eq!(request.body, r#"{"service": "mes-api"}"#);
+    assert!(target.received().is_empty());
+    assert_eq!(
+        hooks.received().len(),
+        1,
+        "the notification itself still goes out"
+    );
+    assert!(encode(&metrics).contains("status=\"dry_run\"} 1"));
+    // The same transition seen again (a restart) is not planned twice.
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now + 5);
+    assert_eq!(n.audit(5).unwrap().len(), 1);
+}
