@@ -259,3 +259,94 @@ rule_files: [rules/*.yml, missing/*.yml]
     let text = format!("{:#}", check(&[main]).unwrap_err());
     assert_eq!(text.lines().count(), want.len(), "{text}");
 }
+
+#[test]
+fn notification_mistakes_are_reported_with_their_fields() {
+    let main = format!(
+        "{MAIN}notifications:
+  receivers:
+    - name: ops
+      telegram:
+        - token_file: missing.token
+      email:
+        - smarthost: smtp.example.com
+          tls: ssl
+          to: []
+  route:
+    receiver: nobody
+    group_wait: soon
+    routes:
+      - matchers: ['severity=~\"(\"']
+remediation:
+  secret_env: PROGNOS_TEST_UNSET_SECRET_VARIABLE
+  actions:
+    - name: restart
+      url: ftp://ops.example.com/restart
+      body: '{{\"service\": \"{{{{ $labels.service }}}}\", \"x\": \"{{{{ $nope }}}}\"}}'
+      approval: {{approvers: []}}
+"
+    );
+    let (dir, main) = setup(&[("prognos.yml", &main), ("rules/a.yml", RULE)]);
+    let errs = errors(dir.path(), &main).join("\n");
+    for want in [
+        "notifications.receivers[0].telegram[0].token_file",
+        "notifications.receivers[0].telegram[0].chat_id': is required",
+        "notifications.receivers[0].email[0].smarthost': expected host:port",
+        "notifications.receivers[0].email[0].tls': expected none, starttls or tls, got \"ssl\"",
+        "notifications.receivers[0].email[0].from': is required",
+        "notifications.receivers[0].email[0].to': needs at least one address",
+        "notifications.route.receiver': names no receiver: \"nobody\"",
+        "notifications.route.group_wait'",
+        "notifications.route.routes[0].matchers[0]'",
+        "remediation.secret_env'",
+        "remediation.actions[0].url': expected an http:// or https:// URL",
+        "remediation.actions[0].body'",
+        "remediation.actions[0].matchers': needs at least one matcher",
+        "remediation.actions[0].approval.approvers': needs at least one Telegram user id",
+        "remediation.actions[0].approval': needs notifications.telegram_bot",
+    ] {
+        assert!(errs.contains(want), "missing {want:?} in\n{errs}");
+    }
+    // Located in the file: the route's bad receiver is on line 16.
+    assert!(
+        errs.lines()
+            .any(|l| l.starts_with("prognos.yml:16:") && l.contains("names no receiver")),
+        "{errs}"
+    );
+}
+
+#[test]
+fn a_good_notifications_section_loads() {
+    let main = format!(
+        "{MAIN}notifications:
+  receivers:
+    - name: ops
+      webhook:
+        - url: http://127.0.0.1:9/hook
+    - name: am
+      alertmanager:
+        - url: http://am-0:9093
+        - url: http://am-1:9093
+  route:
+    receiver: ops
+    group_by: [service]
+    routes:
+      - matchers: ['severity=\"critical\"']
+        receiver: am
+"
+    );
+    let (_dir, main) = setup(&[("prognos.yml", &main), ("rules/a.yml", RULE)]);
+    let c = config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    let n = c.notifications.expect("notifications configured");
+    assert_eq!(n.receivers.len(), 2);
+    assert_eq!(
+        n.receivers[1].targets.len(),
+        2,
+        "one target per Alertmanager replica"
+    );
+    assert_eq!(n.route.group_wait, 30, "default group_wait");
+    assert_eq!(n.route.routes[0].group_by, ["service"], "inherited");
+    assert_eq!(n.route.routes[0].repeat_interval, 4 * 3600, "inherited");
+    assert_eq!(n.external_url, "http://127.0.0.1:9464");
+    assert_eq!(n.give_up_after_secs, 86_400);
+}
