@@ -17,14 +17,27 @@ pub fn check(paths: &[PathBuf]) -> Result<String> {
     let mut problems = Vec::new();
     for path in paths {
         match config::load(path) {
-            Ok(c) => summary.push(format!(
-                "{}: OK, {} {}, {} {}",
-                path.display(),
-                c.groups.len(),
-                plural(c.groups.len(), "group", "groups"),
-                c.rule_count(),
-                plural(c.rule_count(), "rule", "rules"),
-            )),
+            Ok(c) => {
+                let mut line = format!(
+                    "{}: OK, {} {}, {} {}",
+                    path.display(),
+                    c.groups.len(),
+                    plural(c.groups.len(), "group", "groups"),
+                    c.rule_count(),
+                    plural(c.rule_count(), "rule", "rules"),
+                );
+                if let Some(n) = &c.notifications {
+                    let actions = n.remediation.as_ref().map_or(0, |r| r.actions.len());
+                    line.push_str(&format!(
+                        ", {} {}, {} remediation {}",
+                        n.receivers.len(),
+                        plural(n.receivers.len(), "receiver", "receivers"),
+                        actions,
+                        plural(actions, "action", "actions"),
+                    ));
+                }
+                summary.push(line);
+            }
             Err(errors) => problems.extend(errors.0.iter().map(ToString::to_string)),
         }
     }
