@@ -56,9 +56,9 @@ pub struct RawConfig {
     pub rule_files: Vec<String>,
     /// Where alerts go: receivers, routing, the Telegram bot. Default: none
     /// (alerts are logged).
-    pub notifications: Option<super::notify::RawNotifications>,
+    pub notifications: Option<super::notify::raw::RawNotifications>,
     /// Remediation webhooks bound to alerts. Default: none.
-    pub remediation: Option<super::notify::RawRemediation>,
+    pub remediation: Option<super::notify::raw::RawRemediation>,
 }
 
 /// The `global:` section.

@@ -1,0 +1,157 @@
+//! `remediation:`: the secret, the rate limit and each action with its
+//! binding, template and approval policy.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use prognos_notifiers::config::RemediationConfig;
+use prognos_notifiers::remediation::{Action, ApprovalPolicy, check_template};
+
+use super::super::validate::Report;
+use super::raw::RawRemediation;
+use super::{matchers_at, secret_at, secs, url_at};
+
+pub(super) fn remediation(
+    report: &mut Report<'_>,
+    base: &Path,
+    r: &RawRemediation,
+    has_bot: bool,
+) -> Option<RemediationConfig> {
+    let p = "remediation";
+    let secret = secret_at(
+        report,
+        base,
+        r.secret_file.as_ref(),
+        r.secret_env.as_ref(),
+        p,
+        "secret",
+        true,
+    );
+    let (max_calls, per) = match &r.rate_limit {
+        None => (10, Some(Duration::from_secs(3600))),
+        Some(l) => (
+            l.max_calls.unwrap_or(10),
+            report.duration(
+                l.per.as_ref(),
+                Duration::from_secs(3600),
+                "remediation.rate_limit.per",
+                "",
+                "remediation.rate_limit.per",
+            ),
+        ),
+    };
+    let mut actions = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, a) in r.actions.iter().enumerate() {
+        let ap = format!("{p}.actions[{i}]");
+        let Some(name) = a.name.clone() else {
+            report.at(&ap, "", &format!("{ap}.name"), "is required");
+            continue;
+        };
+        if !names.insert(name.clone()) {
+            report.at(
+                &format!("{ap}.name"),
+                "",
+                &format!("{ap}.name"),
+                format!("duplicate action name {name:?}"),
+            );
+        }
+        let url = url_at(report, a.url.as_deref(), &format!("{ap}.url"));
+        let method = a
+            .method
+            .clone()
+            .unwrap_or_else(|| "POST".to_string())
+            .to_uppercase();
+        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "GET" | "DELETE") {
+            report.at(
+                &format!("{ap}.method"),
+                "",
+                &format!("{ap}.method"),
+                format!("expected POST, PUT, PATCH, GET or DELETE, got {method:?}"),
+            );
+        }
+        let body = a.body.clone().unwrap_or_default();
+        if let Err(e) = check_template(&body) {
+            report.at(
+                &format!("{ap}.body"),
+                "",
+                &format!("{ap}.body"),
+                e.to_string(),
+            );
+        }
+        let matchers = matchers_at(report, &a.matchers, &ap);
+        if a.matchers.is_empty() {
+            report.at(
+                &ap,
+                "",
+                &format!("{ap}.matchers"),
+                "needs at least one matcher (which alerts call it)",
+            );
+        }
+        let cooldown = report.duration(
+            a.cooldown.as_ref(),
+            Duration::from_secs(1800),
+            &format!("{ap}.cooldown"),
+            "",
+            &format!("{ap}.cooldown"),
+        );
+        let approval = match &a.approval {
+            None => None,
+            Some(ap_raw) => {
+                if ap_raw.approvers.is_empty() {
+                    report.at(
+                        &format!("{ap}.approval"),
+                        "",
+                        &format!("{ap}.approval.approvers"),
+                        "needs at least one Telegram user id",
+                    );
+                }
+                if !has_bot {
+                    report.at(
+                        &format!("{ap}.approval"),
+                        "",
+                        &format!("{ap}.approval"),
+                        "needs notifications.telegram_bot to ask for approval",
+                    );
+                }
+                let expires = report.duration(
+                    ap_raw.expires.as_ref(),
+                    Duration::from_secs(900),
+                    &format!("{ap}.approval.expires"),
+                    "",
+                    &format!("{ap}.approval.expires"),
+                );
+                expires.map(|e| ApprovalPolicy {
+                    expires_secs: secs(e).max(1),
+                    approvers: ap_raw.approvers.clone(),
+                })
+            }
+        };
+        if let (Some(url), Some(cooldown)) = (url, cooldown) {
+            actions.push(Action {
+                name,
+                url,
+                method,
+                body_template: body,
+                headers: a
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                matchers,
+                cooldown_secs: secs(cooldown),
+                approval,
+                dry_run: a.dry_run || r.dry_run,
+                on_resolved: a.on_resolved,
+            });
+        }
+    }
+    Some(RemediationConfig {
+        secret: secret?.into_bytes(),
+        max_calls: max_calls.max(1),
+        per_secs: secs(per?).max(1),
+        dry_run: r.dry_run,
+        actions,
+    })
+}

@@ -1,0 +1,274 @@
+//! Delivery: the outbox entries due, sent target by target, acknowledged or
+//! rescheduled with backoff, given up after their age; and the service's loops.
+
+use super::*;
+
+impl Notifier {
+    /// Delivers every outbox entry due at `now` once (sends, retries
+    /// scheduled, give-ups); returns how many were acknowledged.
+    pub async fn deliver_due(&self, now: i64) -> usize {
+        let due = match self.inner.store.due(now, BATCH) {
+            Ok(d) => d,
+            Err(e) => {
+                self.store_error("reading the outbox", &e);
+                return 0;
+            }
+        };
+        // Targets in parallel, each target's entries in order.
+        let mut by_target: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
+        for e in due {
+            by_target.entry(e.target.clone()).or_default().push(e);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, entries) in by_target {
+            let me = self.clone();
+            tasks.spawn(async move {
+                let mut acked = 0;
+                for e in entries {
+                    if me.deliver_one(e, now).await {
+                        acked += 1;
+                    }
+                }
+                acked
+            });
+        }
+        let mut acked = 0;
+        while let Some(r) = tasks.join_next().await {
+            acked += r.unwrap_or(0);
+        }
+        self.update_depth(now);
+        acked
+    }
+
+    fn update_depth(&self, now: i64) {
+        if let Ok((depth, oldest)) = self.inner.store.depth() {
+            let m = &self.inner.metrics;
+            m.outbox_depth.set(depth as i64);
+            m.outbox_oldest_age
+                .set(oldest.map_or(0, |t| (now - t).max(0)));
+        }
+    }
+
+    fn count(&self, receiver: &str, target: &str, result: &str) {
+        self.inner
+            .metrics
+            .notifications
+            .get_or_create(&pairs(&[
+                ("receiver", receiver),
+                ("target", target),
+                ("result", result),
+            ]))
+            .inc();
+    }
+
+    /// One attempt at one entry; true when acknowledged.
+    async fn deliver_one(&self, mut e: OutboxEntry, now: i64) -> bool {
+        let inner = &self.inner;
+        let receiver = inner
+            .targets
+            .get(&e.target)
+            .map(|t| t.receiver.clone())
+            .unwrap_or_else(|| e.target.clone());
+        if now - e.created_at > inner.config.give_up_after_secs {
+            let reason = format!(
+                "undelivered after {} s and {} attempts (last error: {})",
+                now - e.created_at,
+                e.attempts,
+                e.last_error.as_deref().unwrap_or("none")
+            );
+            tracing::warn!(target = %e.target, id = %e.id, %reason, "Delivery given up.");
+            self.finish_remediation(&e, Err(&reason), now);
+            if let Err(err) = inner.store.abandon(&e.id, &reason, now) {
+                self.store_error("giving a delivery up", &err);
+            }
+            self.count(&receiver, &e.target, "given_up");
+            return false;
+        }
+        let mut progress = e.progress;
+        let result = match &e.delivery {
+            Delivery::Notify(n) => match inner.targets.get(&e.target) {
+                Some(t) => self.send_notification(t, n, &mut progress).await,
+                None => Err(SendError::permanent(format!(
+                    "target {} is no longer configured",
+                    e.target
+                ))),
+            },
+            Delivery::Remediate(call) => match &inner.config.remediation {
+                Some(rem) => remediation::call(&inner.client, call, &rem.secret, now)
+                    .await
+                    .map(|status| {
+                        self.finish_remediation(&e, Ok(status), now);
+                    }),
+                None => Err(SendError::permanent("remediation is no longer configured")),
+            },
+            Delivery::Approval(req) => match &inner.bot {
+                Some(bot) => bot.send_approval(&req.html, &req.audit_id).await.map(|id| {
+                    let mut st = self.state();
+                    if let Some(p) = st.approvals.pending.get_mut(&req.audit_id) {
+                        p.message_id = Some(id);
+                    }
+                    let s = json(&st.approvals);
+                    if let Err(err) = inner.store.save_state("approvals", &s) {
+                        self.store_error("saving approvals", &err);
+                    }
+                }),
+                None => Err(SendError::permanent(
+                    "no Telegram bot is configured for approvals",
+                )),
+            },
+        };
+        match result {
+            Ok(()) => {
+                if let Err(err) = inner.store.acknowledge(&e.id, now) {
+                    self.store_error("acknowledging a delivery", &err);
+                }
+                self.count(&receiver, &e.target, "sent");
+                true
+            }
+            Err(err) => {
+                e.attempts += 1;
+                e.progress = progress;
+                e.last_error = Some(err.message.clone());
+                match err.action {
+                    RetryAction::Retry { after } => {
+                        let delay = inner.config.backoff.delay(
+                            e.attempts.saturating_sub(1),
+                            rand::random::<f64>(),
+                            after,
+                        );
+                        e.next_attempt_at = now + (delay.as_secs_f64().ceil() as i64).max(1);
+                        tracing::warn!(target = %e.target, attempt = e.attempts, retry_in_s = e.next_attempt_at - now, error = %err.message, "Delivery failed; will retry.");
+                        if let Err(s) = inner.store.reschedule(&e) {
+                            self.store_error("rescheduling a delivery", &s);
+                        }
+                        self.count(&receiver, &e.target, "failed");
+                    }
+                    RetryAction::DontRetry | RetryAction::Successful => {
+                        tracing::error!(target = %e.target, error = %err.message, "Delivery failed for good.");
+                        self.finish_remediation(&e, Err(&err.message), now);
+                        if let Err(s) = inner.store.abandon(&e.id, &err.message, now) {
+                            self.store_error("dropping a delivery", &s);
+                        }
+                        self.count(&receiver, &e.target, "dropped");
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    async fn send_notification(
+        &self,
+        t: &TargetRuntime,
+        n: &Notification,
+        progress: &mut u32,
+    ) -> Result<(), SendError> {
+        let rendered = match &t.channel {
+            Channel::Telegram(_) | Channel::Email(_) => render(n, &self.inner.config.render),
+            _ => Default::default(),
+        };
+        t.channel.send(n, &rendered, progress).await
+    }
+
+    /// Records the outcome of a remediation call in its audit record.
+    fn finish_remediation(&self, e: &OutboxEntry, outcome: Result<u16, &str>, now: i64) {
+        let Delivery::Remediate(call) = &e.delivery else {
+            return;
+        };
+        let store = &self.inner.store;
+        let mut r = match store.get_audit(&call.audit_id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(err) => {
+                self.store_error("reading the audit log", &err);
+                return;
+            }
+        };
+        match outcome {
+            Ok(status) => {
+                r.status = remediation::AuditStatus::Sent;
+                r.result = Some(format!("HTTP {status}"));
+            }
+            Err(msg) => {
+                r.status = remediation::AuditStatus::Failed;
+                r.result = Some(msg.to_string());
+            }
+        }
+        r.finished_at = Some(now);
+        self.count_remediation(&r);
+        if let Err(err) = store.put_audit(&r) {
+            self.store_error("writing the audit log", &err);
+        }
+    }
+
+    /// Starts the flush, deliver and bot loops; they end when `stop` turns true.
+    pub fn spawn(&self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let mut handles = Vec::new();
+        let me = self.clone();
+        let mut s = stop.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                let now = unix_now();
+                let (_, next) = me.flush(now);
+                let wait = next
+                    .map(|t| Duration::from_secs((t - now).clamp(0, IDLE.as_secs() as i64) as u64))
+                    .unwrap_or(IDLE);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+                    _ = me.inner.wake_flush.notified() => {}
+                    _ = s.changed() => return,
+                }
+            }
+        }));
+        let me = self.clone();
+        let mut s = stop.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                let now = unix_now();
+                me.deliver_due(now).await;
+                if let Err(e) = me.inner.store.prune(now - DEDUP_RETENTION_SECS) {
+                    me.store_error("pruning delivered ids", &e);
+                }
+                let next = me.inner.store.next_due().ok().flatten();
+                let wait = next
+                    .map(|t| {
+                        Duration::from_secs((t - unix_now()).clamp(0, IDLE.as_secs() as i64) as u64)
+                    })
+                    .unwrap_or(IDLE);
+                if next.is_some_and(|t| t <= unix_now()) {
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+                    _ = me.inner.wake_deliver.notified() => {}
+                    _ = s.changed() => return,
+                }
+            }
+        }));
+        if self.inner.bot.is_some() {
+            let me = self.clone();
+            let mut s = stop;
+            handles.push(tokio::spawn(async move {
+                let mut failures = 0u32;
+                loop {
+                    tokio::select! {
+                        ok = me.poll_bot() => {
+                            if ok {
+                                failures = 0;
+                            } else {
+                                failures += 1;
+                                let d = me.inner.config.backoff.delay(failures, rand::random::<f64>(), None);
+                                tokio::select! {
+                                    _ = tokio::time::sleep(d) => {}
+                                    _ = s.changed() => return,
+                                }
+                            }
+                        }
+                        _ = s.changed() => return,
+                    }
+                }
+            }));
+        }
+        handles
+    }
+}
