@@ -223,11 +223,16 @@ impl Notifier {
         let me = self.clone();
         let mut s = stop.clone();
         handles.push(tokio::spawn(async move {
+            let mut pruned_at = 0;
             loop {
                 let now = unix_now();
                 me.deliver_due(now).await;
-                if let Err(e) = me.inner.store.prune(now - DEDUP_RETENTION_SECS) {
-                    me.store_error("pruning delivered ids", &e);
+                // Pruning scans the dedup tables and commits: hourly is enough.
+                if now - pruned_at >= PRUNE_EVERY_SECS {
+                    pruned_at = now;
+                    if let Err(e) = me.inner.store.prune(now - DEDUP_RETENTION_SECS) {
+                        me.store_error("pruning delivered ids", &e);
+                    }
                 }
                 let next = me.inner.store.next_due().ok().flatten();
                 let wait = next

@@ -57,6 +57,8 @@ const BATCH: usize = 512;
 const IDLE: Duration = Duration::from_secs(5);
 /// Delivered ids are remembered this long (idempotent re-enqueue after a crash).
 const DEDUP_RETENTION_SECS: i64 = 7 * 86_400;
+/// How often delivered and abandoned ids past their retention are forgotten.
+const PRUNE_EVERY_SECS: i64 = 3600;
 /// Silences are kept this long after they end (for the API).
 const SILENCE_RETENTION_SECS: i64 = 86_400;
 
