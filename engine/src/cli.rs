@@ -56,8 +56,13 @@ pub struct HistoryArgs {
     pub output: Option<PathBuf>,
     /// After the history, keep pushing live samples every 15 s to this Pushgateway
     /// (e.g. http://127.0.0.1:19091), one group per job, until interrupted.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "anchor")]
     pub follow: Option<String>,
+    /// Continue the live series of this Prometheus (e.g. http://127.0.0.1:19090): each
+    /// generated series is written once per live series matching its labels, under the
+    /// live labels, scaled to end at the live value (gauges) or rate (counters).
+    #[arg(long)]
+    pub anchor: Option<String>,
 }
 
 /// `prognos backtest`.

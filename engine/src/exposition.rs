@@ -106,6 +106,7 @@ impl Metrics {
         let alerts = Family::default();
         let missed_evaluations = Family::default();
         let r = &mut registry;
+        prognos_exporters::process::register(r);
         r.register(
             "prognos_expected_value",
             "What the model expected for the latest point",

@@ -16,6 +16,7 @@ use std::io::Write as _;
 use anyhow::{Context, Result, bail};
 use prognos_models::synthetic::Rng;
 
+use super::history_anchor::{Anchor, Wanted, anchors};
 use crate::cli::HistoryArgs;
 
 /// A series' value (gauges) or rate per second (counters) given its age in
@@ -68,7 +69,7 @@ fn specs() -> Vec<Spec> {
         },
         Spec {
             name: "s3_bucket_size_bytes",
-            labels: vec![("bucket", "shop-media")],
+            labels: vec![("bucket", "shop-images")],
             counter: false,
             f: Box::new(move |age, _t, _r| 400e9 - 2e9 * (age / day).floor()),
         },
@@ -108,7 +109,7 @@ fn specs() -> Vec<Spec> {
         },
         Spec {
             name: "rabbitmq_global_messages_dead_lettered_rejected_total",
-            labels: vec![("instance", "rabbitmq")],
+            labels: vec![],
             counter: true,
             f: Box::new(|age, _t, _r| {
                 if (age - 2.0 * 86_400.0).abs() < 1800.0 {
@@ -182,7 +183,7 @@ fn specs() -> Vec<Spec> {
         }
         let job = match spec.name {
             n if n.starts_with("pg_") => "postgres",
-            n if n.starts_with("s3_") => "s3-exporter",
+            n if n.starts_with("s3_") => "s3",
             n if n.starts_with("rabbitmq_") => "rabbitmq",
             _ => spec
                 .labels
@@ -236,33 +237,94 @@ pub fn history(args: &HistoryArgs) -> Result<usize> {
         )),
         None => Box::new(std::io::sink()),
     };
+    // Without --anchor every series is written once under its own labels;
+    // with it, once per live series it matches, scaled to its level.
+    let copies: Vec<Vec<Anchor>> = match &args.anchor {
+        None => specs
+            .iter()
+            .map(|spec| {
+                vec![Anchor {
+                    labels: spec
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    scale: 1.0,
+                    counter_at_end: None,
+                }]
+            })
+            .collect(),
+        Some(url) => {
+            let wanted: Vec<Wanted> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| Wanted {
+                    name: spec.name,
+                    labels: spec.labels.clone(),
+                    counter: spec.counter,
+                    end_value: (spec.f)(0.0, end, &mut Rng::new(i as u64 + 1)),
+                })
+                .collect();
+            anchors(url, &wanted, end)?
+        }
+    };
     let mut samples = 0;
     let mut last_family = "";
+    let mut values = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
+        if copies[i].is_empty() {
+            continue;
+        }
         if spec.name != last_family {
             let kind = if spec.counter { "counter" } else { "gauge" };
             let family = spec.name.trim_end_matches("_total");
             writeln!(out, "# TYPE {family} {kind}")?;
             last_family = spec.name;
         }
-        let labels = label_text(&spec.labels, None);
-        let mut line = String::new();
+        // Counters are generated as rates, scaled, then summed per copy.
+        values.clear();
         let mut t = start;
         while t <= end {
-            let value = sample(
-                spec,
-                (end - t) as f64,
-                t,
-                args.step as f64,
-                &mut rngs[i],
-                &mut totals[i],
-            );
-            line.clear();
-            let _ = write!(line, "{}{{{labels}}} {value} {t}", spec.name);
-            writeln!(out, "{line}")?;
-            samples += 1;
+            values.push((t, (spec.f)((end - t) as f64, t, &mut rngs[i])));
             t += args.step;
         }
+        for copy in &copies[i] {
+            let labels: Vec<(&str, &str)> = copy
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let labels = label_text(&labels, None);
+            // A counter ends where the live one stood at the history's end
+            // when it can (no step up or down into the live series); when
+            // the live counter is younger than the history, the history
+            // starts at zero and the live series reads as a restart.
+            let increase: f64 = values
+                .iter()
+                .map(|(_, v)| (v * copy.scale).max(0.0) * args.step as f64)
+                .sum();
+            let mut total = copy
+                .counter_at_end
+                .map_or(0.0, |at_end| (at_end - increase).max(0.0));
+            let mut line = String::new();
+            for &(t, v) in &values {
+                let value = if spec.counter {
+                    total += (v * copy.scale).max(0.0) * args.step as f64;
+                    total
+                } else {
+                    v * copy.scale
+                };
+                line.clear();
+                let _ = write!(line, "{}{{{labels}}} {value} {t}", spec.name);
+                writeln!(out, "{line}")?;
+                samples += 1;
+            }
+        }
+        // `--follow` continues the unscaled scenario from its end.
+        totals[i] = values
+            .iter()
+            .map(|(_, v)| v.max(0.0) * args.step as f64)
+            .sum();
     }
     writeln!(out, "# EOF")?;
     out.flush()?;

@@ -7,6 +7,7 @@ mod eval_forecast;
 mod eval_nab;
 mod forecast;
 mod history;
+mod history_anchor;
 pub mod run;
 
 pub use backtest::backtest;

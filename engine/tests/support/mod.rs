@@ -10,15 +10,19 @@
 //!   response (a proxy's HTML page, a 503).
 //! - [`webhook`]: [`WebhookReceiver`], an idempotent webhook receiver that
 //!   records what it gets.
+//! - [`dashboards`]: [`dashboard_queries`], the PromQL of the Grafana
+//!   dashboards with Grafana's variables substituted.
 
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod dashboards;
 pub mod http_peer;
 pub mod openmetrics;
 pub mod prometheus;
 pub mod webhook;
 
+pub use dashboards::{DashboardQuery, dashboard_queries};
 pub use http_peer::CannedPeer;
 pub use openmetrics::{GaugeSeries, now_secs, openmetrics_gauges};
 pub use prometheus::{Prometheus, free_port};
