@@ -16,7 +16,7 @@ use std::io::Write as _;
 use anyhow::{Context, Result, bail};
 use prognos_models::synthetic::Rng;
 
-use super::history_anchor::{Anchor, Wanted, anchors};
+use super::history_anchor::{Anchor, Wanted, anchors, counter_path};
 use crate::cli::HistoryArgs;
 
 /// A series' value (gauges) or rate per second (counters) given its age in
@@ -295,25 +295,18 @@ pub fn history(args: &HistoryArgs) -> Result<usize> {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             let labels = label_text(&labels, None);
-            // A counter ends where the live one stood at the history's end
-            // when it can (no step up or down into the live series); when
-            // the live counter is younger than the history, the history
-            // starts at zero and the live series reads as a restart.
-            let increase: f64 = values
-                .iter()
-                .map(|(_, v)| (v * copy.scale).max(0.0) * args.step as f64)
-                .sum();
-            let mut total = copy
-                .counter_at_end
-                .map_or(0.0, |at_end| (at_end - increase).max(0.0));
+            // A counter ends where the live one stood at the history's end.
+            let path = if spec.counter {
+                let incs: Vec<f64> = values
+                    .iter()
+                    .map(|(_, v)| (v * copy.scale).max(0.0) * args.step as f64)
+                    .collect();
+                counter_path(&incs, copy.counter_at_end)
+            } else {
+                values.iter().map(|(_, v)| v * copy.scale).collect()
+            };
             let mut line = String::new();
-            for &(t, v) in &values {
-                let value = if spec.counter {
-                    total += (v * copy.scale).max(0.0) * args.step as f64;
-                    total
-                } else {
-                    v * copy.scale
-                };
+            for (&(t, _), value) in values.iter().zip(path) {
                 line.clear();
                 let _ = write!(line, "{}{{{labels}}} {value} {t}", spec.name);
                 writeln!(out, "{line}")?;

@@ -145,6 +145,45 @@ pub fn anchors(url: &str, wanted: &[Wanted], end: i64) -> Result<Vec<Vec<Anchor>
     })
 }
 
+/// A counter's values from its increments. Without `at_end` the counter
+/// starts at zero. With it, the counter ends at `at_end` (where the live
+/// counter stood), so the live series continues it with no step. When the
+/// increments add up to more than that, the counter restarts from zero once,
+/// as far back as possible: a restart costs `rate()` nothing, a step would
+/// show as a spike.
+pub fn counter_path(increments: &[f64], at_end: Option<f64>) -> Vec<f64> {
+    let mut out = Vec::with_capacity(increments.len());
+    let Some(at_end) = at_end else {
+        let mut total = 0.0;
+        for inc in increments {
+            total += inc;
+            out.push(total);
+        }
+        return out;
+    };
+    // Walk back from the end; where the remaining room runs out, the run
+    // that ends at `at_end` begins (the previous run started from zero).
+    let mut value = at_end;
+    let mut restart = 0;
+    for (k, inc) in increments.iter().enumerate().rev() {
+        out.push(value);
+        if value - inc < 0.0 {
+            restart = k;
+            break;
+        }
+        value -= inc;
+    }
+    out.reverse();
+    let mut head = Vec::with_capacity(increments.len());
+    let mut total = 0.0;
+    for inc in &increments[..restart] {
+        total += inc;
+        head.push(total);
+    }
+    head.extend(out);
+    head
+}
+
 fn without_name(labels: Labels) -> Vec<(String, String)> {
     labels
         .into_iter()
@@ -166,6 +205,31 @@ mod tests {
             r#"node_cpu_seconds_total{instance="shop-db",mode="idle"}"#
         );
         assert_eq!(selector("up", &[]), "up{}");
+    }
+
+    #[test]
+    fn a_counter_ends_where_the_live_one_stands() {
+        let incs = [1.0; 10];
+        assert_eq!(
+            counter_path(&incs, None),
+            (1..=10).map(f64::from).collect::<Vec<_>>()
+        );
+        // Room for all of it: one run ending at 100, no restart.
+        let p = counter_path(&incs, Some(100.0));
+        assert_eq!(p.len(), 10);
+        assert_eq!(p[9], 100.0);
+        assert_eq!(p[0], 91.0);
+        assert!(p.windows(2).all(|w| w[1] - w[0] == 1.0));
+        // Room for 3.5 steps: earlier values run from zero, then one restart.
+        let p = counter_path(&incs, Some(3.5));
+        assert_eq!(p.len(), 10);
+        assert_eq!(p[9], 3.5);
+        let drops = p.windows(2).filter(|w| w[1] < w[0]).count();
+        assert_eq!(drops, 1, "{p:?}");
+        let reset = p.windows(2).position(|w| w[1] < w[0]).unwrap() + 1;
+        // After the restart the counter is small: no spike in rate().
+        assert!(p[reset] <= 2.0, "{p:?}");
+        assert!(p.iter().all(|v| *v >= 0.0));
     }
 
     #[test]

@@ -12,11 +12,15 @@
 //!   records what it gets.
 //! - [`dashboards`]: [`dashboard_queries`], the PromQL of the Grafana
 //!   dashboards with Grafana's variables substituted.
+//! - [`deploy`]: the deployment tests' helpers: the compose file, the
+//!   rendered Kubernetes manifests, the files their containers mount, and
+//!   the promtool, amtool and `prognos check` runs.
 
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
 pub mod dashboards;
+pub mod deploy;
 pub mod http_peer;
 pub mod openmetrics;
 pub mod prometheus;
