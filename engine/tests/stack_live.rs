@@ -264,20 +264,20 @@ fn prognos_test_rules() -> String {
     rules:
       - alert: ShopDbFullSoon
         expr: pg_database_size_bytes{{datname="shop"}}
-        history: 10m
+        history: 3m
         step: 15s
         model: linear
-        horizons: [5m]
+        horizons: [5m, 15m]
         condition:
           time_to_threshold: {{threshold: {DB_THRESHOLD}, direction: above, less_than: 15m}}
         for: 30s
         labels: {{severity: warning, service: shop}}
       - alert: MesQueueBacklogSoon
         expr: sum by (queue) (rabbitmq_queue_messages_ready{{queue="mes.work"}})
-        history: 10m
+        history: 3m
         step: 15s
         model: linear
-        horizons: [5m]
+        horizons: [5m, 15m]
         condition:
           forecast: {{threshold: {QUEUE_THRESHOLD}, direction: above, within: 15m}}
         for: 30s
