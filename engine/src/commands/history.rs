@@ -242,17 +242,7 @@ pub fn history(args: &HistoryArgs) -> Result<usize> {
     let copies: Vec<Vec<Anchor>> = match &args.anchor {
         None => specs
             .iter()
-            .map(|spec| {
-                vec![Anchor {
-                    labels: spec
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    scale: 1.0,
-                    counter_at_end: None,
-                }]
-            })
+            .map(|spec| vec![Anchor::own(&spec.labels)])
             .collect(),
         Some(url) => {
             let wanted: Vec<Wanted> = specs

@@ -23,6 +23,20 @@ pub struct Anchor {
     pub counter_at_end: Option<f64>,
 }
 
+impl Anchor {
+    /// The generated series itself: its own labels, unscaled.
+    pub fn own(labels: &[(&str, &str)]) -> Anchor {
+        Anchor {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            scale: 1.0,
+            counter_at_end: None,
+        }
+    }
+}
+
 /// What the history generator tells the anchoring about one series.
 #[derive(Debug, Clone)]
 pub struct Wanted {
@@ -128,15 +142,7 @@ pub fn anchors(url: &str, wanted: &[Wanted], end: i64) -> Result<Vec<Vec<Anchor>
                 .collect::<Vec<_>>();
             tracing::info!(series = %sel, live = anchors.len(), "Anchored.");
             if anchors.is_empty() {
-                all.push(vec![Anchor {
-                    labels: w
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    scale: 1.0,
-                    counter_at_end: None,
-                }]);
+                all.push(vec![Anchor::own(&w.labels)]);
             } else {
                 all.push(anchors);
             }
