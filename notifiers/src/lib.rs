@@ -4,6 +4,7 @@
 //! - [`payload`]: the Alertmanager webhook payload (version 4), so existing receivers work.
 //! - [`telegram`]: Telegram-safe HTML messages within the 4,096-character limit.
 //! - [`signature`]: HMAC-SHA256 signing of remediation calls and its verification helper.
+//! - [`secret`]: the `Secret` type, URL redaction and bounded excerpts of untrusted text.
 //! - [`retry`]: which failures to retry, and exponential backoff with full jitter.
 //!
 //! The channels (Telegram, email, webhook, Alertmanager), routing and the
@@ -23,6 +24,7 @@ pub mod receiver;
 pub mod remediation;
 pub mod retry;
 pub mod route;
+pub mod secret;
 pub mod signature;
 pub mod silence;
 pub mod store;

@@ -1,37 +1,9 @@
 //! Secrets (tokens, passwords): read from a file or an environment
 //! variable at load, held in a type that never prints them.
 
-use std::fmt;
 use std::path::Path;
 
-/// A secret value. `Debug` and `Display` print `<secret>`; only
-/// [`Secret::expose`] gives the value, for the HTTP client.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value itself: pass it to the HTTP client, never to a log.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
+pub use prognos_notifiers::secret::Secret;
 
 /// Reads a secret file, trimming surrounding whitespace. The error names
 /// the file, never its content.
@@ -49,14 +21,14 @@ pub(crate) fn from_file(path: &Path) -> Result<Secret, String> {
             path.display().to_string()
         ));
     }
-    Ok(Secret(value.to_string()))
+    Ok(Secret::new(value))
 }
 
 /// Reads a secret from the environment variable `name`.
 pub(crate) fn from_env(name: &str) -> Result<Secret, String> {
     match std::env::var(name) {
         Ok(v) if v.trim().is_empty() => Err(format!("environment variable {name} is empty")),
-        Ok(v) => Ok(Secret(v.trim().to_string())),
+        Ok(v) => Ok(Secret::new(v.trim())),
         Err(std::env::VarError::NotPresent) => {
             Err(format!("environment variable {name} is not set"))
         }
