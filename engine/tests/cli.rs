@@ -537,11 +537,11 @@ fn nan_and_infinity_are_refused_where_a_number_is_required() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write(dir.path(), "in.csv", &week_csv(300));
     let out = dir.path().join("f.csv");
-    for (flag, value) in [
-        ("--threshold", "NaN"),
-        ("--threshold", "inf"),
-        ("--threshold", "-Infinity"),
-        ("--level", "NaN"),
+    for flag in [
+        "--threshold=NaN",
+        "--threshold=inf",
+        "--threshold=-Infinity",
+        "--level=NaN",
     ] {
         let stderr = refused(
             &[
@@ -551,7 +551,6 @@ fn nan_and_infinity_are_refused_where_a_number_is_required() {
                 "--horizon",
                 "3",
                 flag,
-                value,
                 "-o",
                 s(&out),
             ],
