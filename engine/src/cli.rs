@@ -1,9 +1,26 @@
 //! The command line: `prognos detect`, `forecast`, `eval nab`, `eval forecast`.
+//!
+//! Numbers are checked as they are parsed: horizons at most
+//! [`MAX_HORIZON_STEPS`], no NaN or infinity where a number is required,
+//! steps and durations within documented bounds, so no flag can make the
+//! program allocate without end, wrap an integer or print "NaN".
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use prognos_models::forecast::ModelKind;
+use prognos_notifiers::secret::{EXCERPT_CHARS, excerpt};
+
+/// Most steps `forecast --horizon` and `eval forecast --horizons` accept: the
+/// live engine's look-ahead limit (30 days of 5-minute steps), so the CLI
+/// forecasts no further than the API and cannot be asked to allocate
+/// without bound.
+pub const MAX_HORIZON_STEPS: usize = crate::evaluate::MAX_LOOKAHEAD_STEPS;
+
+/// Longest `history --step`, in seconds: one day. A sample per day is
+/// already too coarse for the demo's daily rhythms; the bound keeps the
+/// generator's time arithmetic far from overflow.
+pub const MAX_HISTORY_STEP_SECS: i64 = 86_400;
 
 /// prognos — anomaly prediction and alerting for Prometheus stacks.
 ///
@@ -41,11 +58,11 @@ pub enum Command {
 /// `prognos history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// Days of history.
-    #[arg(long, default_value_t = 14.0)]
+    /// Days of history, more than 0 and at most 90.
+    #[arg(long, default_value_t = 14.0, value_parser = parse_finite)]
     pub days: f64,
-    /// Seconds between samples.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds between samples, from 1 to 86400.
+    #[arg(long, default_value_t = 60, value_parser = parse_history_step)]
     pub step: i64,
     /// End of the history (default now). Give the same value to a `--follow` run so its
     /// counters continue the backfilled ones.
@@ -128,11 +145,11 @@ pub struct ForecastArgs {
     /// CSV with columns timestamp,value (any order; gaps and repeats are resampled).
     #[arg(long, short)]
     pub input: PathBuf,
-    /// Steps to forecast after the last input row (0 writes only the header).
-    #[arg(long)]
+    /// Steps to forecast after the last input row (0 writes only the header), at most 8640.
+    #[arg(long, value_parser = parse_horizon)]
     pub horizon: usize,
     /// Level of the band, strictly between 0 and 1.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = parse_finite)]
     pub level: f64,
     /// Model: auto picks by rolling-origin validation on the series' own history.
     #[arg(long, default_value_t = ModelKind::Auto, value_parser = parse_model)]
@@ -141,7 +158,7 @@ pub struct ForecastArgs {
     #[arg(long, short)]
     pub output: PathBuf,
     /// Also report when the forecast crosses this level, with its uncertainty (on stderr).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_finite)]
     pub threshold: Option<f64>,
     /// Which way the series must go to cross --threshold.
     #[arg(long, value_enum, default_value_t = CrossDirection::Above, requires = "threshold")]
@@ -189,11 +206,11 @@ pub struct EvalForecastArgs {
     /// Folder of timestamp,value CSV files (searched recursively).
     #[arg(long)]
     pub data: PathBuf,
-    /// Horizons in steps, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [12usize, 288])]
+    /// Horizons in steps, comma separated, each at most 8640.
+    #[arg(long, value_delimiter = ',', default_values_t = [12usize, 288], value_parser = parse_horizon)]
     pub horizons: Vec<usize>,
     /// Level of the bands.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = parse_finite)]
     pub level: f64,
     /// The model under test (compared with seasonal_naive and linear).
     #[arg(long, default_value_t = ModelKind::Auto, value_parser = parse_model)]
@@ -211,4 +228,113 @@ pub struct EvalForecastArgs {
 
 fn parse_model(s: &str) -> Result<ModelKind, String> {
     s.parse().map_err(|e: prognos_models::Error| e.to_string())
+}
+
+/// A number of steps from 0 to [`MAX_HORIZON_STEPS`].
+fn parse_horizon(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "expected a number of steps from 0 to {MAX_HORIZON_STEPS}, got '{}'",
+            excerpt(s, EXCERPT_CHARS)
+        ));
+    }
+    match t.parse::<usize>() {
+        Ok(n) if n <= MAX_HORIZON_STEPS => Ok(n),
+        // More digits than usize holds is too large as well.
+        _ => Err(format!(
+            "{} steps is too large, at most {MAX_HORIZON_STEPS}",
+            excerpt(t, EXCERPT_CHARS)
+        )),
+    }
+}
+
+/// A finite number: NaN and infinities are refused where a number is
+/// required.
+fn parse_finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err(format!(
+            "expected a finite number, got '{}'",
+            excerpt(s, EXCERPT_CHARS)
+        )),
+        Err(_) => Err(format!(
+            "expected a number, got '{}'",
+            excerpt(s, EXCERPT_CHARS)
+        )),
+    }
+}
+
+/// Seconds from 1 to [`MAX_HISTORY_STEP_SECS`].
+fn parse_history_step(s: &str) -> Result<i64, String> {
+    let bad = || {
+        format!(
+            "expected whole seconds from 1 to {MAX_HISTORY_STEP_SECS}, got '{}'",
+            excerpt(s, EXCERPT_CHARS)
+        )
+    };
+    let t = s.trim();
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match t.parse::<i64>() {
+        Ok(n) if (1..=MAX_HISTORY_STEP_SECS).contains(&n) => Ok(n),
+        Ok(n) if n < 1 => Err(bad()),
+        _ => Err(format!(
+            "{} seconds is too large, at most {MAX_HISTORY_STEP_SECS}",
+            excerpt(t, EXCERPT_CHARS)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn horizons_are_capped_at_the_api_look_ahead() {
+        assert_eq!(parse_horizon("0"), Ok(0));
+        assert_eq!(parse_horizon("8640"), Ok(MAX_HORIZON_STEPS));
+        for s in [
+            "8641",
+            "4294967296000",
+            "18446744073709551615",
+            "99999999999999999999999",
+        ] {
+            let e = parse_horizon(s).unwrap_err();
+            assert!(e.contains("too large, at most 8640"), "{s}: {e}");
+        }
+        for s in ["-1", "1.5", "", "ten"] {
+            let e = parse_horizon(s).unwrap_err();
+            assert!(e.contains("expected a number of steps"), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused() {
+        assert_eq!(parse_finite("-2.5"), Ok(-2.5));
+        for s in ["NaN", "nan", "inf", "-inf", "Infinity", "1e999"] {
+            let e = parse_finite(s).unwrap_err();
+            assert!(e.contains("expected a finite number"), "{s}: {e}");
+        }
+        assert!(parse_finite("x").unwrap_err().contains("expected a number"));
+    }
+
+    #[test]
+    fn history_steps_are_bounded() {
+        assert_eq!(parse_history_step("60"), Ok(60));
+        assert!(parse_history_step("0").is_err());
+        assert!(parse_history_step("-5").is_err());
+        let e = parse_history_step("9223372036854775807").unwrap_err();
+        assert!(e.contains("too large, at most 86400"), "{e}");
+        let e = parse_history_step("99999999999999999999").unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn every_flag_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -6,7 +6,9 @@
 //! go to the sink.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prognos_models::forecast::Level;
@@ -30,6 +32,10 @@ pub const REFIT_EVERY_SECS: i64 = 6 * 3600;
 pub const REFUSE_FACTOR: usize = 10;
 /// A series absent for this long is dropped.
 pub const VANISH_GRACE_SECS: i64 = 15 * 60;
+/// Longest `last_error` kept per rule, in characters: it is logged and
+/// served by the API on every evaluation, so a peer's megabyte of error
+/// text must not be.
+pub const MAX_LAST_ERROR_CHARS: usize = 1000;
 
 /// Health of a rule's last evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -62,8 +68,11 @@ pub struct RuleRuntime {
     pub last_duration: Duration,
     /// Health of the last evaluation.
     pub health: Health,
-    /// Its error, if any.
+    /// Its error, if any, cut to [`MAX_LAST_ERROR_CHARS`].
     pub last_error: Option<String>,
+    /// A hash of the last set of Prometheus warnings logged for this rule
+    /// (0: none yet), so a repeated set is logged once.
+    pub last_warnings: AtomicU64,
     /// The latest verdict per series key (for the API).
     pub verdicts: HashMap<String, SeriesVerdict>,
 }
@@ -135,6 +144,7 @@ impl Engine {
                     last_duration: Duration::ZERO,
                     health: Health::Unknown,
                     last_error: None,
+                    last_warnings: AtomicU64::new(0),
                     verdicts: HashMap::new(),
                 })));
             }
@@ -245,8 +255,10 @@ impl Engine {
                 rt.last_error = None;
             }
             Err(e) => {
-                if rt.last_error.as_deref() != Some(&e.to_string()) {
-                    tracing::warn!(rule = %rt.id, kind = e.kind(), error = %e, "Evaluation failed; will retry next interval.");
+                let message =
+                    prognos_notifiers::secret::excerpt(&e.to_string(), MAX_LAST_ERROR_CHARS);
+                if rt.last_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(rule = %rt.id, kind = e.kind(), error = %message, "Evaluation failed; will retry next interval.");
                 }
                 self.metrics
                     .errors
@@ -256,7 +268,7 @@ impl Engine {
                     ])
                     .inc();
                 rt.health = Health::Err;
-                rt.last_error = Some(e.to_string());
+                rt.last_error = Some(message);
             }
         }
     }
@@ -278,8 +290,21 @@ impl Engine {
             .get_or_create(&one("rule", &rt.id))
             .observe(t.elapsed().as_secs_f64());
         let r = r?;
-        for w in &r.warnings {
-            tracing::warn!(rule = %rt.id, warning = %w, "Prometheus warned.");
+        if !r.warnings.is_empty() {
+            // One line per distinct set of warnings, not one per warning
+            // and evaluation (the client keeps at most 100, each cut).
+            let mut hasher = std::hash::DefaultHasher::new();
+            (&r.warnings, r.warnings_left_out).hash(&mut hasher);
+            let hash = hasher.finish().max(1);
+            if rt.last_warnings.swap(hash, Ordering::Relaxed) != hash {
+                tracing::warn!(
+                    rule = %rt.id,
+                    count = r.warnings.len(),
+                    left_out = r.warnings_left_out,
+                    warnings = ?r.warnings,
+                    "Prometheus warned."
+                );
+            }
         }
         Ok(r.data)
     }

@@ -5,11 +5,22 @@
 //! Empty, `NaN` and `Inf` values are kept as missing values (NaN): `detect`
 //! scores them 0 and `forecast` treats them as gaps. Raw fields are kept so
 //! output can repeat the input exactly.
+//!
+//! Untrusted input is bounded: a row longer than [`MAX_RECORD_BYTES`] stops
+//! the reading, and errors quote at most an excerpt of a field.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use prognos_notifiers::secret::{EXCERPT_CHARS, excerpt};
+
 use crate::timestamp::{self, TimestampStyle};
+
+/// Longest row read, in bytes (a quoted field may span lines; the row ends
+/// at a line break outside quotes). A `timestamp,value` row is a few dozen
+/// bytes and files with extra columns stay far below this; without a bound
+/// one 1 GiB field was held in memory several times over.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 /// A problem with a CSV file.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +87,12 @@ pub fn read(path: &Path) -> Result<Table, TableError> {
     parse(file, path)
 }
 
-/// Parses a table from `reader`; `path` names it in errors.
+/// Parses a table from `reader`; `path` names it in errors. Never panics;
+/// a row longer than [`MAX_RECORD_BYTES`] is an error, and every error
+/// names the file, the line, the column when one is to blame, and what was
+/// expected, quoting at most an excerpt of the input.
 pub fn parse(reader: impl Read, path: &Path) -> Result<Table, TableError> {
+    let reader = RecordLimit::new(reader, MAX_RECORD_BYTES);
     let err = |line: u64, column: Option<usize>, message: String| TableError::Format {
         path: path.to_owned(),
         line,
@@ -111,7 +126,10 @@ pub fn parse(reader: impl Read, path: &Path) -> Result<Table, TableError> {
         return Err(err(
             1,
             None,
-            format!("expected a header with columns 'timestamp' and 'value', got '{got}'"),
+            format!(
+                "expected a header with columns 'timestamp' and 'value', got '{}'",
+                excerpt(&got, EXCERPT_CHARS)
+            ),
         ));
     };
     let mut rows = Vec::new();
@@ -160,17 +178,99 @@ fn parse_value(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         Ok(_) => Ok(f64::NAN),
-        Err(_) => Err(format!("expected a number, got '{s}'")),
+        Err(_) => Err(format!(
+            "expected a number, got '{}'",
+            excerpt(s, EXCERPT_CHARS)
+        )),
     }
 }
 
 fn csv_error(path: &Path, e: &csv::Error) -> TableError {
+    if let csv::ErrorKind::Io(io) = e.kind()
+        && let Some(too_long) = io.get_ref().and_then(|i| i.downcast_ref::<RecordTooLong>())
+    {
+        return TableError::Format {
+            path: path.to_owned(),
+            line: too_long.line,
+            column: None,
+            message: too_long.to_string(),
+        };
+    }
     let line = e.position().map_or(0, |p| p.line());
     TableError::Format {
         path: path.to_owned(),
         line,
         column: None,
-        message: format!("malformed CSV: {e}"),
+        message: format!("malformed CSV: {}", excerpt(&e.to_string(), EXCERPT_CHARS)),
+    }
+}
+
+/// A row past [`MAX_RECORD_BYTES`], found while reading.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "row longer than {limit} bytes: expected short 'timestamp,value' rows \
+     (is a quote left open?)"
+)]
+struct RecordTooLong {
+    /// The line the row starts on.
+    line: u64,
+    limit: usize,
+}
+
+/// A reader that fails once a row (bytes between line breaks outside
+/// double quotes) passes `limit`, before the CSV parser buffers more.
+struct RecordLimit<R> {
+    inner: R,
+    limit: usize,
+    in_quotes: bool,
+    /// Bytes of the current row so far.
+    row_bytes: usize,
+    /// 1-based line of the current position, and of the row's start.
+    line: u64,
+    row_line: u64,
+}
+
+impl<R> RecordLimit<R> {
+    fn new(inner: R, limit: usize) -> Self {
+        RecordLimit {
+            inner,
+            limit,
+            in_quotes: false,
+            row_bytes: 0,
+            line: 1,
+            row_line: 1,
+        }
+    }
+}
+
+impl<R: Read> Read for RecordLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' => {
+                    self.line += 1;
+                    if !self.in_quotes {
+                        self.row_bytes = 0;
+                        self.row_line = self.line;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            self.row_bytes += 1;
+            if self.row_bytes > self.limit {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    RecordTooLong {
+                        line: self.row_line,
+                        limit: self.limit,
+                    },
+                ));
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -250,6 +350,54 @@ mod tests {
     fn short_row_is_explained() {
         let e = p("timestamp,value\n1\n").unwrap_err().to_string();
         assert!(e.starts_with("in.csv:2:2: field 'value' is missing"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_field_is_quoted_in_part() {
+        let text = format!("timestamp,value\n1,{}\n", "x".repeat(MAX_RECORD_BYTES / 2));
+        let e = p(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("in.csv:2:2: field 'value': expected a number, got 'xxx"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{} bytes: {e:.300}", e.len());
+        let text = format!("{},value\n", "t".repeat(MAX_RECORD_BYTES / 2));
+        let e = p(&text).unwrap_err().to_string();
+        assert!(e.starts_with("in.csv:1: expected a header"), "{e:.300}");
+        assert!(e.len() < 300, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn a_row_past_the_limit_stops_the_reading() {
+        let text = format!(
+            "timestamp,value\n1,2\n2,{}\n3,4\n",
+            "9".repeat(MAX_RECORD_BYTES + 1)
+        );
+        let e = p(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "in.csv:3: row longer than {MAX_RECORD_BYTES} bytes"
+            )),
+            "{e:.300}"
+        );
+        assert!(e.len() < 300, "{} bytes", e.len());
+        // A quoted field spanning lines counts as one row, from its start.
+        let text = format!(
+            "timestamp,value\n1,\"{}\"\n",
+            "9\n".repeat(MAX_RECORD_BYTES / 2 + 1)
+        );
+        let e = p(&text).unwrap_err().to_string();
+        assert!(e.starts_with("in.csv:2: row longer than"), "{e:.300}");
+    }
+
+    #[test]
+    fn rows_just_under_the_limit_and_quoted_fields_still_parse() {
+        let pad = "0".repeat(MAX_RECORD_BYTES - 10);
+        let text = format!("timestamp,value\n1,\"2\"\n2,{pad}3\n");
+        let t = p(&text).unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[0].value, 2.0);
+        assert_eq!(t.rows[1].value, 3.0);
     }
 
     proptest! {

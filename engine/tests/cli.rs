@@ -463,3 +463,180 @@ fn every_command_has_help() {
         );
     }
 }
+
+/// Runs prognos expecting a clear refusal: a non-zero exit that is not a
+/// panic (101) or an abort (a signal), a short stderr holding `expected`.
+fn refused(args: &[&str], expected: &str) -> String {
+    let o = prognos(args);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let code = o.status.code();
+    assert!(
+        matches!(code, Some(1 | 2)),
+        "{args:.3?}: exit {code:?} (101 is a panic, none a signal): {stderr:.500}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:.3?}: {stderr:.500}");
+    assert!(
+        stderr.contains(expected),
+        "{args:.3?}: wanted {expected:?} in {stderr:.500}"
+    );
+    assert!(
+        stderr.len() < 2_000,
+        "{args:.3?}: {} bytes of stderr",
+        stderr.len()
+    );
+    stderr
+}
+
+#[test]
+fn huge_horizons_are_refused_not_allocated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "in.csv", &week_csv(300));
+    let out = dir.path().join("f.csv");
+    for horizon in ["18446744073709551615", "4294967296000", "8641"] {
+        refused(
+            &[
+                "forecast",
+                "-i",
+                s(&input),
+                "--horizon",
+                horizon,
+                "-o",
+                s(&out),
+            ],
+            "too large, at most 8640",
+        );
+    }
+    refused(
+        &[
+            "eval",
+            "forecast",
+            "--data",
+            s(dir.path()),
+            "--horizons",
+            "12,18446744073709551615",
+        ],
+        "too large, at most 8640",
+    );
+    // The limit itself is allowed.
+    let o = prognos(&[
+        "forecast",
+        "-i",
+        s(&input),
+        "--horizon",
+        "8640",
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let written = std::fs::read_to_string(&out).expect("out");
+    assert_eq!(written.lines().count(), 8641, "header and 8640 steps");
+}
+
+#[test]
+fn nan_and_infinity_are_refused_where_a_number_is_required() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "in.csv", &week_csv(300));
+    let out = dir.path().join("f.csv");
+    for flag in [
+        "--threshold=NaN",
+        "--threshold=inf",
+        "--threshold=-Infinity",
+        "--level=NaN",
+    ] {
+        let stderr = refused(
+            &[
+                "forecast",
+                "-i",
+                s(&input),
+                "--horizon",
+                "3",
+                flag,
+                "-o",
+                s(&out),
+            ],
+            "expected a finite number",
+        );
+        assert!(!stderr.contains("rises to NaN"), "{stderr}");
+    }
+    refused(
+        &[
+            "eval",
+            "forecast",
+            "--data",
+            s(dir.path()),
+            "--level",
+            "nan",
+        ],
+        "expected a finite number",
+    );
+    refused(
+        &["history", "--days", "NaN", "-o", s(&out)],
+        "expected a finite number",
+    );
+}
+
+#[test]
+fn timestamps_near_i64_max_are_refused_not_wrapped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("f.csv");
+    let near_max = write(
+        dir.path(),
+        "max.csv",
+        "timestamp,value\n9223372036854775000,1\n9223372036854775100,2\n9223372036854775200,3\n",
+    );
+    for command in ["forecast", "detect"] {
+        let mut args = vec![command, "-i", s(&near_max), "-o", s(&out)];
+        if command == "forecast" {
+            args.extend(["--horizon", "3"]);
+        }
+        let stderr = refused(&args, "too large, at most 253402300799");
+        assert!(stderr.contains("max.csv:2:1"), "{stderr}");
+    }
+    refused(
+        &[
+            "backtest",
+            "--from",
+            "0",
+            "--to",
+            "9223372036854775807",
+            "-c",
+            s(&dir.path().join("absent.yml")),
+        ],
+        "too large, at most 253402300799",
+    );
+    refused(
+        &["history", "--end", "99999999999999999999", "-o", s(&out)],
+        "too large, at most 253402300799",
+    );
+    refused(
+        &["history", "--step", "9223372036854775807", "-o", s(&out)],
+        "too large, at most 86400",
+    );
+}
+
+#[test]
+fn a_huge_csv_field_gets_a_short_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("f.csv");
+    // Past the row limit: reading stops, the error names the line.
+    let huge = write(
+        dir.path(),
+        "huge.csv",
+        &format!("timestamp,value\n1,2\n2,{}\n", "7".repeat(8 << 20)),
+    );
+    refused(
+        &["detect", "-i", s(&huge), "-o", s(&out)],
+        "huge.csv:3: row longer than 1048576 bytes",
+    );
+    // Within it: the field is quoted only in part, with line and column.
+    let long = write(
+        dir.path(),
+        "long.csv",
+        &format!("timestamp,value\n1,{}\n", "v".repeat(500_000)),
+    );
+    let stderr = refused(
+        &["forecast", "-i", s(&long), "--horizon", "3", "-o", s(&out)],
+        "long.csv:2:2: field 'value': expected a number, got 'vvv",
+    );
+    assert!(stderr.contains("more bytes"), "{stderr}");
+}

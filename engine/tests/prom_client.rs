@@ -4,10 +4,14 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use prognos::prom::response::{MAX_MESSAGE_CHARS, MAX_WARNING_CHARS, MAX_WARNINGS};
 use prognos::prom::{ClientSettings, Labels, PromClient, PromError};
 use support::{CannedPeer, Prometheus, now_secs, openmetrics_gauges};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const GAUGE: &str = "prognos_test_gauge";
 const WITH_NAN: &str = "prognos_test_with_nan";
@@ -316,6 +320,230 @@ async fn a_silent_server_times_out() {
     assert!(err.retryable());
     assert!(err.to_string().contains("timed out after 300 ms"), "{err}");
     silent.abort();
+}
+
+/// A peer that answers each request with 200 and a chunked JSON matrix that
+/// never ends: chunk after chunk until the client hangs up (or 1 GiB, so a
+/// client that never stops fails the test instead of hanging it).
+struct EndlessPeer {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    /// Bytes of body sent on each connection, once it is over.
+    finished: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EndlessPeer {
+    const SAFETY_STOP: u64 = 1 << 30;
+
+    async fn start() -> EndlessPeer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let requests_c = Arc::clone(&requests);
+        let (done, finished) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            // One connection at a time: the test makes one request per attempt.
+            while let Ok((mut stream, _)) = listener.accept().await {
+                if read_request(&mut stream).await.is_none() {
+                    continue;
+                }
+                requests_c.fetch_add(1, Ordering::SeqCst);
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    continue;
+                }
+                let mut block =
+                    String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+                let series = r#"{"metric":{"job":"x"},"values":[[1,"1"]]},"#;
+                while block.len() < 64 * 1024 {
+                    block.push_str(series);
+                }
+                let mut sent = 0u64;
+                loop {
+                    let chunk = format!("{:x}\r\n{block}\r\n", block.len());
+                    if stream.write_all(chunk.as_bytes()).await.is_err() {
+                        break;
+                    }
+                    sent += block.len() as u64;
+                    if sent > Self::SAFETY_STOP {
+                        break;
+                    }
+                    block.clear();
+                    while block.len() < 64 * 1024 {
+                        block.push_str(series);
+                    }
+                }
+                let _ = done.send(sent);
+            }
+        });
+        EndlessPeer {
+            url,
+            requests,
+            finished,
+            task,
+        }
+    }
+}
+
+/// Reads one request (headers and a `Content-Length` body); `None` if the
+/// client went away.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Some(());
+        }
+    }
+}
+
+fn capped_client(url: &str, max_response_bytes: u64) -> PromClient {
+    PromClient::new(ClientSettings {
+        url: url.to_string(),
+        timeout: Duration::from_secs(30),
+        max_retries: 3,
+        max_response_bytes,
+        ..ClientSettings::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_endless_answer_stops_at_the_cap_and_is_not_retried() {
+    let peer = EndlessPeer::start().await;
+    let client = capped_client(&peer.url, 1 << 20);
+    let err = client.query_range(GAUGE, 0, 3_600, 60).await.unwrap_err();
+    assert_eq!(err.kind(), "response_too_large", "{err}");
+    assert!(!err.retryable());
+    assert!(matches!(
+        err,
+        PromError::ResponseTooLarge {
+            limit: 1_048_576,
+            ..
+        }
+    ));
+    let message = err.to_string();
+    assert!(message.contains("limit of 1048576 bytes"), "{message}");
+    assert!(message.contains("/api/v1/query_range"), "{message}");
+    assert_eq!(peer.requests.load(Ordering::SeqCst), 1, "not retried");
+    // The client hung up: the peer's writes failed soon after the cap, far
+    // before its 1 GiB safety stop (loopback buffers hold a few MiB).
+    let mut peer = peer;
+    let sent = peer.finished.recv().await.unwrap();
+    assert!(
+        sent < 64 << 20,
+        "{sent} bytes sent for a 1 MiB cap: the client kept reading"
+    );
+    peer.task.abort();
+}
+
+#[tokio::test]
+async fn a_content_length_past_the_cap_is_refused() {
+    let body = format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[]}},"padding":"{}"}}"#,
+        " ".repeat(2 << 20)
+    );
+    let peer = CannedPeer::start(200, "application/json", &body).await;
+    let err = capped_client(&peer.url, 1 << 20)
+        .query("up", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "response_too_large", "{err}");
+    assert_eq!(peer.requests(), 1, "not retried");
+    // The same answer under a larger cap is read (and is not Prometheus's
+    // shape only because of the unknown field, which is ignored).
+    let ok = capped_client(&peer.url, 4 << 20).query("up", None).await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn sixty_thousand_warnings_are_deduplicated_capped_and_cut() {
+    let mut warnings: Vec<String> = (0..30_000)
+        .map(|i| format!("remote read failed for shard {i}"))
+        .collect();
+    warnings.extend(warnings.clone());
+    warnings[5] = "w".repeat(100_000);
+    let body = serde_json::json!({
+        "status": "success",
+        "data": {"resultType": "matrix", "result": []},
+        "warnings": warnings,
+    })
+    .to_string();
+    let peer = CannedPeer::start(200, "application/json", &body).await;
+    let result = client(&peer.url, 0)
+        .query_range(GAUGE, 0, 3_600, 60)
+        .await
+        .unwrap();
+    assert!(result.partial);
+    assert_eq!(result.warnings.len(), MAX_WARNINGS);
+    assert_eq!(result.warnings[0], "remote read failed for shard 0");
+    assert!(
+        result
+            .warnings
+            .iter()
+            .all(|w| w.chars().count() <= MAX_WARNING_CHARS + 30),
+        "every warning cut"
+    );
+    assert!(
+        result.warnings[5].contains("more bytes"),
+        "{}",
+        result.warnings[5]
+    );
+    // 30,000 distinct (one replaced by the long one, whose repeat at 30,005
+    // is distinct too): 30,001 − 100 left out.
+    assert_eq!(result.warnings_left_out, 30_001 - MAX_WARNINGS);
+}
+
+#[tokio::test]
+async fn a_megabyte_error_from_prometheus_is_cut() {
+    let body = serde_json::json!({
+        "status": "error",
+        "errorType": "execution",
+        "error": format!("query processing failed: {}", "e".repeat(1 << 20)),
+    })
+    .to_string();
+    let peer = CannedPeer::start(422, "application/json", &body).await;
+    let err = client(&peer.url, 3).query("up", None).await.unwrap_err();
+    let PromError::Query {
+        message,
+        error_type,
+        status,
+        ..
+    } = &err
+    else {
+        panic!("expected a query error, got {err:.300}")
+    };
+    assert_eq!((*status, error_type.as_str()), (422, "execution"));
+    assert!(
+        message.starts_with("query processing failed: eee"),
+        "{message:.300}"
+    );
+    assert!(
+        message.chars().count() <= MAX_MESSAGE_CHARS + 30,
+        "{message}"
+    );
+    assert!(err.to_string().len() < 1_000, "{err}");
+    assert_eq!(peer.requests(), 1, "422 is not retried");
 }
 
 #[test]

@@ -210,11 +210,19 @@ fn sample(spec: &Spec, age: f64, t: i64, dt: f64, rng: &mut Rng, total: &mut f64
 
 /// Writes the history; returns the number of samples.
 pub fn history(args: &HistoryArgs) -> Result<usize> {
-    if args.days <= 0.0 || args.days > 90.0 {
+    // Written so that NaN fails too.
+    if !(args.days > 0.0 && args.days <= 90.0) {
         bail!("--days must be in (0, 90], got {}", args.days);
     }
     if args.step < 1 {
         bail!("--step must be at least 1 second");
+    }
+    if args.step > crate::cli::MAX_HISTORY_STEP_SECS {
+        bail!(
+            "--step {} is too large, at most {}",
+            args.step,
+            crate::cli::MAX_HISTORY_STEP_SECS
+        );
     }
     let end = match &args.end {
         Some(s) => {

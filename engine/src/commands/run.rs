@@ -40,6 +40,7 @@ pub fn client_for(config: &Config) -> Result<PromClient> {
             .as_ref()
             .map(|(u, s)| (u.clone(), s.expose().to_string())),
         ca_cert_pem: p.ca_cert_pem.clone(),
+        max_response_bytes: p.max_response_bytes,
         ..ClientSettings::default()
     };
     PromClient::new(settings).context("creating the Prometheus client")

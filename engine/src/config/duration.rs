@@ -3,6 +3,14 @@
 
 use std::time::Duration;
 
+use prognos_notifiers::secret::{EXCERPT_CHARS, excerpt};
+
+/// The longest duration accepted: 100 years. Longer is surely a typo, and
+/// the bound keeps every use safe: a duration added to a timestamp (at most
+/// [`MAX_TIMESTAMP`](crate::timestamp::MAX_TIMESTAMP)) or to an `Instant`
+/// cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Units in the order they must appear, with their length in milliseconds.
 const UNITS: [(&str, u64); 7] = [
     ("y", 365 * 24 * 3_600_000),
@@ -17,15 +25,19 @@ const UNITS: [(&str, u64); 7] = [
 /// Parses a Prometheus-style duration: `90s`, `5m`, `1h30m`, `7d`, `1w`,
 /// `500ms`, or `0`.
 ///
-/// The error says what is allowed and shows the input; a negative duration
-/// is reported as `must be ≥ 0s, got "-5m"`.
+/// The error says what is allowed and shows (an excerpt of) the input; a
+/// negative duration is reported as `must be ≥ 0s, got "-5m"`, one longer
+/// than [`MAX_DURATION`] as `duration "200y" is too large, at most 100y`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("expected a duration like 90s, 5m, 1h30m, 7d or 500ms, got {s:?}");
+    let shown = excerpt(s, EXCERPT_CHARS);
+    let bad = || format!("expected a duration like 90s, 5m, 1h30m, 7d or 500ms, got {shown:?}");
+    let too_large = || format!("duration {shown:?} is too large, at most 100y");
     let t = s.trim();
     if let Some(rest) = t.strip_prefix('-') {
         return match parse_duration(rest) {
             Ok(d) if d.is_zero() => Ok(d),
-            Ok(_) => Err(format!("must be ≥ 0s, got {s:?}")),
+            Ok(_) => Err(format!("must be ≥ 0s, got {shown:?}")),
+            Err(e) if e.contains("too large") => Err(e),
             Err(_) => Err(bad()),
         };
     }
@@ -43,7 +55,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(bad());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        // Only digits: a parse failure is a number past u64.
+        let n: u64 = rest[..digits].parse().map_err(|_| too_large())?;
         rest = &rest[digits..];
         let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..letters];
@@ -56,7 +69,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total = n
             .checked_mul(ms)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration {s:?} is too long"))?;
+            .filter(|&t| u128::from(t) <= MAX_DURATION.as_millis())
+            .ok_or_else(too_large)?;
     }
     Ok(Duration::from_millis(total))
 }
@@ -117,6 +131,28 @@ mod tests {
             let e = parse_duration(s).unwrap_err();
             assert!(e.contains("expected a duration"), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn durations_past_100_years_are_too_large() {
+        for s in [
+            "101y",
+            "18446744073709551615s",
+            "99999999999999999999999ms",
+            "100y1ms",
+            "-101y",
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("too large, at most 100y"), "{s}: {e}");
+        }
+        assert_eq!(parse_duration("100y"), Ok(MAX_DURATION));
+        assert_eq!(format_duration(MAX_DURATION), "36500d");
+    }
+
+    #[test]
+    fn a_huge_input_is_quoted_in_part() {
+        let e = parse_duration(&"5m".repeat(100_000)).unwrap_err();
+        assert!(e.len() < 400, "{} bytes", e.len());
     }
 
     #[test]

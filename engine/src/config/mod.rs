@@ -33,7 +33,7 @@ use std::time::Duration;
 use prognos_models::forecast::ModelKind;
 use prognos_models::threshold::Direction;
 
-pub use duration::{format_duration, parse_duration};
+pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 pub use template::render;
@@ -84,6 +84,8 @@ pub struct PrometheusConfig {
     pub basic_auth: Option<(String, Secret)>,
     /// PEM certificate(s) of a CA to trust besides the system roots.
     pub ca_cert_pem: Option<Vec<u8>>,
+    /// Largest answer read, in bytes (≥ 1).
+    pub max_response_bytes: u64,
 }
 
 impl fmt::Debug for PrometheusConfig {
@@ -100,6 +102,7 @@ impl fmt::Debug for PrometheusConfig {
                     .as_ref()
                     .map(|p| format!("<{} bytes>", p.len())),
             )
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }

@@ -109,6 +109,10 @@ pub struct RawPrometheus {
     /// PEM file of a CA to trust besides the system roots, relative to this
     /// file's directory. Default: none.
     pub ca_file: Option<String>,
+    /// Largest answer read from Prometheus, in bytes; a longer one fails
+    /// the query (kind `response_too_large`, not retried) without being read
+    /// further. Integer ≥ 1. Default 268435456 (256 MiB).
+    pub max_response_bytes: Option<u64>,
 }
 
 /// `global.prometheus.basic_auth:`.

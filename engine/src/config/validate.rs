@@ -459,6 +459,13 @@ fn prometheus(report: &mut Report<'_>, base: &Path, p: &RawPrometheus) -> Option
             }
         }
     });
+    let max_response_bytes = p
+        .max_response_bytes
+        .unwrap_or(crate::prom::DEFAULT_MAX_RESPONSE_BYTES);
+    if max_response_bytes == 0 {
+        let f = format!("{F}.max_response_bytes");
+        report.at(&f, "", &f, "must be ≥ 1 (bytes), got 0");
+    }
     if report.errors.len() > before {
         return None;
     }
@@ -468,6 +475,7 @@ fn prometheus(report: &mut Report<'_>, base: &Path, p: &RawPrometheus) -> Option
         bearer_token,
         basic_auth,
         ca_cert_pem,
+        max_response_bytes,
     })
 }
 

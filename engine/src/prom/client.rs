@@ -1,6 +1,6 @@
 //! [`PromClient`]: POSTs form-encoded queries to `/api/v1/query` and
 //! `/api/v1/query_range`, with auth, a custom CA, a per-request timeout,
-//! retries, and range chunking.
+//! retries, range chunking and a cap on the size of an answer.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use url::Url;
 
 use super::chunk::{merge_series, split_range};
 use super::error::PromError;
-use super::response::{self, Expect, Origin, Parsed};
+use super::response::{self, Expect, Origin, Parsed, Warnings};
 use super::retry::{Backoff, prom_backoff, with_retries};
 use super::settings::ClientSettings;
 use super::types::{InstantSample, QueryResult, RangeSeries};
@@ -34,6 +34,7 @@ struct Inner {
     timeout: Duration,
     max_retries: u32,
     max_points: usize,
+    max_response_bytes: u64,
     backoff: Backoff,
 }
 
@@ -68,6 +69,7 @@ impl fmt::Debug for PromClient {
             .field("timeout", &inner.timeout)
             .field("max_retries", &inner.max_retries)
             .field("max_points_per_query", &inner.max_points)
+            .field("max_response_bytes", &inner.max_response_bytes)
             .finish()
     }
 }
@@ -111,6 +113,11 @@ impl PromClient {
         if settings.max_points_per_query == 0 {
             return Err(invalid(
                 "max_points_per_query: must be ≥ 1, got 0".to_string(),
+            ));
+        }
+        if settings.max_response_bytes == 0 {
+            return Err(invalid(
+                "max_response_bytes: must be ≥ 1, got 0".to_string(),
             ));
         }
         if settings.timeout.is_zero() {
@@ -160,6 +167,7 @@ impl PromClient {
                 timeout: settings.timeout,
                 max_retries: settings.max_retries,
                 max_points: settings.max_points_per_query,
+                max_response_bytes: settings.max_response_bytes,
                 backoff: prom_backoff(),
             }),
         })
@@ -174,7 +182,8 @@ impl PromClient {
     /// of more than `max_points_per_query` steps is split into consecutive
     /// requests, run one after the other, and the answers are merged per
     /// label set: each series sorted, with no repeated timestamp. Warnings
-    /// of all requests are merged.
+    /// of all requests are merged, each once, at most
+    /// [`MAX_WARNINGS`](response::MAX_WARNINGS).
     pub async fn query_range(
         &self,
         expr: &str,
@@ -194,7 +203,7 @@ impl PromClient {
         }
         let chunks = split_range(start, end, step_secs, self.inner.max_points);
         let mut answers = Vec::with_capacity(chunks.len());
-        let mut warnings: Vec<String> = Vec::new();
+        let mut warnings = Warnings::default();
         let mut partial = false;
         for (chunk_start, chunk_end) in chunks {
             let form = [
@@ -207,11 +216,10 @@ impl PromClient {
                 .post(&self.inner.query_range, &form, Expect::Matrix)
                 .await?;
             partial |= result.partial;
-            for warning in result.warnings {
-                if !warnings.contains(&warning) {
-                    warnings.push(warning);
-                }
+            for warning in &result.warnings {
+                warnings.push(warning);
             }
+            warnings.add_left_out(result.warnings_left_out);
             match result.data {
                 Parsed::Matrix(series) => answers.push(series),
                 Parsed::Instant(_) => unreachable!("parse checks the result type"),
@@ -222,9 +230,11 @@ impl PromClient {
         } else {
             merge_series(answers)
         };
+        let (warnings, warnings_left_out) = warnings.finish();
         Ok(QueryResult {
             data,
             warnings,
+            warnings_left_out,
             partial,
         })
     }
@@ -248,6 +258,7 @@ impl PromClient {
         Ok(QueryResult {
             data,
             warnings: result.warnings,
+            warnings_left_out: result.warnings_left_out,
             partial: result.partial,
         })
     }
@@ -265,7 +276,11 @@ impl PromClient {
         if status == 200 {
             return Ok(());
         }
-        let body = response.bytes().await.unwrap_or_default();
+        // Only the start of an error page is quoted.
+        let body = match read_capped(response, ERROR_PAGE_BYTES).await {
+            Ok(Body::Whole(body) | Body::Cut(body)) => body,
+            Err(_) => Vec::new(),
+        };
         Err(response::http_error(
             Origin {
                 method: "GET",
@@ -300,16 +315,34 @@ impl PromClient {
                     .await
                     .map_err(|e| self.request_error("POST", endpoint, e))?;
                 let status = response.status().as_u16();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| self.request_error("POST", endpoint, e))?;
                 let origin = Origin {
                     method: "POST",
                     url: &endpoint.display,
                     status,
                 };
-                response::parse(origin, &body, expect)
+                let success = (200..300).contains(&status);
+                let too_large = || PromError::ResponseTooLarge {
+                    method: "POST",
+                    url: endpoint.display.clone(),
+                    limit: inner.max_response_bytes,
+                };
+                if success
+                    && response
+                        .content_length()
+                        .is_some_and(|n| n > inner.max_response_bytes)
+                {
+                    return Err(too_large());
+                }
+                let body = read_capped(response, inner.max_response_bytes)
+                    .await
+                    .map_err(|e| self.request_error("POST", endpoint, e))?;
+                match body {
+                    Body::Whole(body) => response::parse(origin, &body, expect),
+                    Body::Cut(_) if success => Err(too_large()),
+                    // An error status stays that error (and keeps its
+                    // retryability); its body is only quoted.
+                    Body::Cut(body) => Err(response::http_error(origin, &body)),
+                }
             },
         )
         .await
@@ -350,6 +383,42 @@ impl PromClient {
             }
         }
     }
+}
+
+/// How much of a non-200 `/-/ready` answer is read, to quote its start.
+const ERROR_PAGE_BYTES: u64 = 64 * 1024;
+
+/// Most bytes reserved up front from a `Content-Length`: a peer may claim
+/// a large body and send little.
+const INITIAL_BODY_CAPACITY: u64 = 4 * 1024 * 1024;
+
+/// Reads the body chunk by chunk, stopping once it would pass `limit` bytes:
+/// memory never holds more than `limit` plus one chunk.
+async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Body, reqwest::Error> {
+    let expected = response
+        .content_length()
+        .unwrap_or(0)
+        .min(limit)
+        .min(INITIAL_BODY_CAPACITY);
+    let mut body = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(body.len() as u64);
+        if chunk.len() as u64 > room {
+            // `room` < `chunk.len()`, so it fits in usize.
+            body.extend_from_slice(&chunk[..room as usize]);
+            return Ok(Body::Cut(body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(body))
+}
+
+/// A response body as far as it was read.
+enum Body {
+    /// All of it, within the limit.
+    Whole(Vec<u8>),
+    /// The first `limit` bytes of a longer body; the rest was not read.
+    Cut(Vec<u8>),
 }
 
 /// An error and its causes on one line, without reqwest's URL (which is

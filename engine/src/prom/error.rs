@@ -68,6 +68,19 @@ pub enum PromError {
         detail: String,
         body_start: String,
     },
+    /// The answer was longer than `max_response_bytes` (its
+    /// `Content-Length`, or what was read before reading stopped). Not
+    /// retried: the same query gives the same answer.
+    #[error(
+        "{method} {url}: response larger than the limit of {limit} bytes \
+         (global.prometheus.max_response_bytes); narrow the query or raise the limit"
+    )]
+    ResponseTooLarge {
+        method: &'static str,
+        url: String,
+        /// The limit in force, in bytes.
+        limit: u64,
+    },
 }
 
 impl PromError {
@@ -86,6 +99,7 @@ impl PromError {
             },
             PromError::Query { .. } => "query_error",
             PromError::BadResponse { .. } => "bad_response",
+            PromError::ResponseTooLarge { .. } => "response_too_large",
         }
     }
 
@@ -101,7 +115,8 @@ impl PromError {
             }
             PromError::Settings(_)
             | PromError::InvalidArgument(_)
-            | PromError::BadResponse { .. } => false,
+            | PromError::BadResponse { .. }
+            | PromError::ResponseTooLarge { .. } => false,
         }
     }
 
@@ -160,6 +175,21 @@ mod tests {
         assert!(!query(422, "execution").retryable());
         assert!(query(503, "timeout").retryable());
         assert_eq!(query(400, "bad_data").kind(), "query_error");
+    }
+
+    #[test]
+    fn a_too_large_response_is_not_retried_and_names_the_limit() {
+        let err = PromError::ResponseTooLarge {
+            method: "POST",
+            url: "http://p/api/v1/query".into(),
+            limit: 1024,
+        };
+        assert!(!err.retryable());
+        assert_eq!(err.kind(), "response_too_large");
+        assert_eq!(err.status(), None);
+        let message = err.to_string();
+        assert!(message.contains("limit of 1024 bytes"), "{message}");
+        assert!(message.contains("max_response_bytes"), "{message}");
     }
 
     #[test]

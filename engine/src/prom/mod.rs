@@ -6,18 +6,20 @@
 //!   [`QueryResult`]).
 //! - [`error`]: [`PromError`] with a metric-friendly kind and whether
 //!   retrying can help.
-//! - `response`, `chunk`, `retry`: parsing the JSON envelope, splitting long
-//!   ranges under Prometheus's 11,000-point limit, backoff with full jitter.
+//! - [`response`]: parsing the JSON envelope ([`response::parse`]), with
+//!   bounded warnings and error messages.
+//! - `chunk`, `retry`: splitting long ranges under Prometheus's 11,000-point
+//!   limit, backoff with full jitter.
 
 mod chunk;
 pub mod client;
 pub mod error;
-mod response;
+pub mod response;
 mod retry;
 pub mod settings;
 pub mod types;
 
 pub use client::PromClient;
 pub use error::PromError;
-pub use settings::{ClientSettings, PROMETHEUS_MAX_POINTS};
+pub use settings::{ClientSettings, DEFAULT_MAX_RESPONSE_BYTES, PROMETHEUS_MAX_POINTS};
 pub use types::{InstantSample, Labels, QueryResult, RangeSeries};

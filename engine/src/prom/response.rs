@@ -1,9 +1,16 @@
 //! Parsing Prometheus's JSON envelope (`status`, `data.resultType`,
 //! `errorType`/`error`, `warnings`, `infos`) into our types, and turning
 //! anything else (HTML from a proxy, a bare 5xx) into a clear error.
+//!
+//! Nothing Prometheus sends is kept unbounded: error messages are cut to
+//! [`MAX_MESSAGE_CHARS`], warnings are de-duplicated in linear time and at
+//! most [`MAX_WARNINGS`] of them, each cut to [`MAX_WARNING_CHARS`], are kept.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
+use prognos_notifiers::secret::{EXCERPT_CHARS, excerpt};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -13,9 +20,28 @@ use super::types::{InstantSample, Labels, QueryResult, RangeSeries};
 /// How much of an unexpected body an error quotes.
 const BODY_START_CHARS: usize = 200;
 
+/// How many bytes of a body are looked at to quote its start: enough for
+/// [`BODY_START_CHARS`] characters after collapsing a page's indentation,
+/// without copying a body of hundreds of megabytes to quote 200 characters.
+const BODY_START_SCAN_BYTES: usize = 64 * 1024;
+
+/// Longest error message from Prometheus (or a parse error quoting its
+/// answer) kept, in characters. PromQL errors are one line of well under
+/// 500 characters; a longer one is cut so a hostile or broken peer cannot
+/// make us hold (and log, and serve in the API) megabytes of text.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// Most distinct warnings (and infos) kept from one query. Prometheus sends
+/// a handful; 60,000 once cost a 14 s evaluation and 60,000 log lines.
+pub const MAX_WARNINGS: usize = 100;
+
+/// Longest warning kept, in characters: Prometheus's info messages quote a
+/// metric name and a position, well under this.
+pub const MAX_WARNING_CHARS: usize = 300;
+
 /// Which result types the caller can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expect {
+pub enum Expect {
     /// `query_range`: a matrix.
     Matrix,
     /// `query`: a vector or a scalar.
@@ -24,21 +50,70 @@ pub(crate) enum Expect {
 
 /// What a successful response held, already in our types.
 #[derive(Debug)]
-pub(crate) enum Parsed {
+pub enum Parsed {
+    /// The series of a matrix.
     Matrix(Vec<RangeSeries>),
+    /// The samples of a vector, or a scalar as one sample without labels.
     Instant(Vec<InstantSample>),
 }
 
 /// Where a response came from, for error messages.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Origin<'a> {
+pub struct Origin<'a> {
+    /// The HTTP method (`POST`, `GET`).
     pub method: &'static str,
+    /// The endpoint's URL, without credentials.
     pub url: &'a str,
+    /// The HTTP status of the answer.
     pub status: u16,
 }
 
-/// Interprets one HTTP answer of `/api/v1/query` or `/api/v1/query_range`.
-pub(crate) fn parse(
+/// Distinct messages in first-seen order, at most [`MAX_WARNINGS`], each cut
+/// to [`MAX_WARNING_CHARS`]; counts the distinct messages it left out (by
+/// hash, 8 bytes each). Linear in the number of messages offered.
+#[derive(Debug, Default)]
+pub(crate) struct Warnings {
+    kept: Vec<String>,
+    seen: HashSet<String>,
+    left_out: HashSet<u64>,
+    /// Left out by answers merged in ([`Warnings::add_left_out`]).
+    left_out_elsewhere: usize,
+}
+
+impl Warnings {
+    /// Offers one message: kept if new and there is room.
+    pub(crate) fn push(&mut self, message: &str) {
+        let message = excerpt(message, MAX_WARNING_CHARS);
+        if self.seen.contains(&message) {
+            return;
+        }
+        if self.kept.len() == MAX_WARNINGS {
+            let mut hasher = std::hash::DefaultHasher::new();
+            message.hash(&mut hasher);
+            self.left_out.insert(hasher.finish());
+            return;
+        }
+        self.seen.insert(message.clone());
+        self.kept.push(message);
+    }
+
+    /// Adds the count another answer left out.
+    pub(crate) fn add_left_out(&mut self, n: usize) {
+        self.left_out_elsewhere = self.left_out_elsewhere.saturating_add(n);
+    }
+
+    /// The kept messages and how many distinct ones were left out (an
+    /// upper bound when answers were merged).
+    pub(crate) fn finish(self) -> (Vec<String>, usize) {
+        let left_out = self.left_out.len().saturating_add(self.left_out_elsewhere);
+        (self.kept, left_out)
+    }
+}
+
+/// Interprets one HTTP answer of `/api/v1/query` or `/api/v1/query_range`:
+/// its status and its whole body. Never panics; every message it returns
+/// or keeps is bounded (see the module's constants).
+pub fn parse(
     origin: Origin<'_>,
     body: &[u8],
     expect: Expect,
@@ -112,25 +187,27 @@ pub(crate) fn parse(
             ));
         }
     };
+    let (warnings, warnings_left_out) = merge_messages(&envelope.warnings, &envelope.infos);
     Ok(QueryResult {
         data: parsed,
         partial: !envelope.warnings.is_empty(),
-        warnings: merge_messages(envelope.warnings, envelope.infos),
+        warnings,
+        warnings_left_out,
     })
 }
 
-/// Warnings, then infos prefixed with `info: `, each once.
-fn merge_messages(warnings: Vec<String>, infos: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(warnings.len() + infos.len());
-    let all = warnings
-        .into_iter()
-        .chain(infos.into_iter().map(|info| format!("info: {info}")));
-    for message in all {
-        if !out.contains(&message) {
-            out.push(message);
-        }
+/// Warnings, then infos prefixed with `info: `, each once, bounded as
+/// [`Warnings`] bounds them.
+fn merge_messages(warnings: &[String], infos: &[String]) -> (Vec<String>, usize) {
+    let mut out = Warnings::default();
+    for warning in warnings {
+        out.push(warning);
     }
-    out
+    for info in infos {
+        // Cut before prefixing so a huge info is not copied whole.
+        out.push(&format!("info: {}", excerpt(info, MAX_WARNING_CHARS)));
+    }
+    out.finish()
 }
 
 fn query_error(origin: Origin<'_>, error_type: Option<String>, error: Option<String>) -> PromError {
@@ -138,8 +215,12 @@ fn query_error(origin: Origin<'_>, error_type: Option<String>, error: Option<Str
         method: origin.method,
         url: origin.url.to_string(),
         status: origin.status,
-        error_type: error_type.unwrap_or_else(|| "unknown".to_string()),
-        message: error.unwrap_or_else(|| "(no message)".to_string()),
+        error_type: error_type
+            .map_or_else(|| "unknown".to_string(), |t| excerpt(&t, EXCERPT_CHARS)),
+        message: error.map_or_else(
+            || "(no message)".to_string(),
+            |m| excerpt(&m, MAX_MESSAGE_CHARS),
+        ),
     }
 }
 
@@ -157,7 +238,7 @@ fn bad_response(origin: Origin<'_>, detail: String, body: &[u8]) -> PromError {
         method: origin.method,
         url: origin.url.to_string(),
         status: origin.status,
-        detail,
+        detail: excerpt(&detail, MAX_MESSAGE_CHARS),
         body_start: body_start(body),
     }
 }
@@ -165,7 +246,7 @@ fn bad_response(origin: Origin<'_>, detail: String, body: &[u8]) -> PromError {
 /// The first [`BODY_START_CHARS`] characters of a body, whitespace runs
 /// collapsed to one space so an HTML page reads on one line.
 pub(crate) fn body_start(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let text = String::from_utf8_lossy(&body[..body.len().min(BODY_START_SCAN_BYTES)]);
     let mut out = String::new();
     let mut chars = 0;
     for word in text.split_whitespace() {
@@ -300,7 +381,8 @@ impl<'de> Deserialize<'de> for SampleValue {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SampleValue, E> {
                 parse_sample_value(v).map(SampleValue).ok_or_else(|| {
                     E::custom(format!(
-                        "invalid sample value '{v}', must be a number, 'NaN', '+Inf' or '-Inf'"
+                        "invalid sample value '{}', must be a number, 'NaN', '+Inf' or '-Inf'",
+                        excerpt(v, EXCERPT_CHARS)
                     ))
                 })
             }
@@ -355,10 +437,12 @@ mod tests {
             QueryResult {
                 data: Parsed::Matrix(series),
                 warnings,
+                warnings_left_out,
                 partial,
             } => QueryResult {
                 data: series,
                 warnings,
+                warnings_left_out,
                 partial,
             },
             other => panic!("not a matrix: {other:?}"),
@@ -540,6 +624,78 @@ mod tests {
         assert_eq!(parse_sample_value("nan"), None);
         assert_eq!(parse_sample_value("infinity"), None);
         assert_eq!(parse_sample_value(""), None);
+    }
+
+    #[test]
+    fn many_warnings_are_deduplicated_capped_and_cut() {
+        // 60,000 warnings, half of them repeats, one of them huge.
+        let mut warnings: Vec<String> = (0..30_000).map(|i| format!("w{i}")).collect();
+        warnings.extend((0..30_000).map(|i| format!("w{i}")));
+        warnings.insert(0, "x".repeat(100_000));
+        let body = serde_json::json!({
+            "status": "success",
+            "data": {"resultType": "matrix", "result": []},
+            "warnings": warnings,
+            "infos": ["an info"],
+        })
+        .to_string();
+        let result = matrix(&body);
+        assert!(result.partial);
+        assert_eq!(result.warnings.len(), MAX_WARNINGS);
+        assert!(result.warnings[0].chars().count() < MAX_WARNING_CHARS + 30);
+        assert!(
+            result.warnings[0].contains("more bytes"),
+            "cut with excerpt"
+        );
+        assert_eq!(result.warnings[1], "w0");
+        assert_eq!(result.warnings[2], "w1");
+        // Distinct messages beyond the cap: 30,001 + 1 info − 100 kept.
+        assert_eq!(result.warnings_left_out, 30_002 - MAX_WARNINGS);
+    }
+
+    #[test]
+    fn a_huge_error_message_is_cut() {
+        let body = serde_json::json!({
+            "status": "error",
+            "errorType": "x".repeat(10_000),
+            "error": format!("too many samples {}", "y".repeat(1_000_000)),
+        })
+        .to_string();
+        let err = parse(origin(422), body.as_bytes(), Expect::Matrix).unwrap_err();
+        let PromError::Query {
+            message,
+            error_type,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert!(message.starts_with("too many samples yyy"), "{message}");
+        assert!(
+            message.chars().count() < MAX_MESSAGE_CHARS + 30,
+            "{message}"
+        );
+        assert!(error_type.chars().count() < EXCERPT_CHARS + 30);
+        assert!(err.to_string().len() < 2_000);
+    }
+
+    #[test]
+    fn a_huge_garbled_value_is_quoted_only_in_part() {
+        let body = format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[[1,"{}"]]}}]}}}}"#,
+            "z".repeat(1_000_000)
+        );
+        let err = parse(origin(200), body.as_bytes(), Expect::Matrix).unwrap_err();
+        assert_eq!(err.kind(), "bad_response");
+        assert!(
+            err.to_string().contains("invalid sample value 'zzz"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().len() < 2_000,
+            "{} bytes",
+            err.to_string().len()
+        );
     }
 
     #[test]

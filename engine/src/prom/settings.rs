@@ -1,5 +1,5 @@
-//! How to reach a Prometheus server: URL, timeout, credentials, CA, retry and
-//! chunking limits.
+//! How to reach a Prometheus server: URL, timeout, credentials, CA, retry,
+//! chunking and response-size limits.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,6 +7,12 @@ use std::time::Duration;
 /// The most points per series Prometheus returns from one range query; it
 /// refuses more with "exceeded maximum resolution of 11,000 points".
 pub const PROMETHEUS_MAX_POINTS: usize = 11_000;
+
+/// Default cap on one response body, in bytes: 256 MiB. A range query at
+/// the 11,000-point limit takes about 40 bytes a point, so this holds some
+/// 600 such series per request; an answer larger than that is a runaway
+/// query or a hostile peer, and reading it whole once took 8 GB of memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Settings of a [`PromClient`](super::PromClient). `Debug` prints whether a
 /// credential is set, never its value.
@@ -30,6 +36,11 @@ pub struct ClientSettings {
     /// Most steps per range request; longer ranges are split. Default
     /// [`PROMETHEUS_MAX_POINTS`]; must be at least 1.
     pub max_points_per_query: usize,
+    /// Largest response body read, in bytes; a longer answer fails with
+    /// [`PromError::ResponseTooLarge`](super::PromError::ResponseTooLarge)
+    /// without being read further. Default [`DEFAULT_MAX_RESPONSE_BYTES`];
+    /// must be at least 1.
+    pub max_response_bytes: u64,
 }
 
 impl Default for ClientSettings {
@@ -42,6 +53,7 @@ impl Default for ClientSettings {
             ca_cert_pem: None,
             max_retries: 3,
             max_points_per_query: PROMETHEUS_MAX_POINTS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -68,6 +80,7 @@ impl fmt::Debug for ClientSettings {
             )
             .field("max_retries", &self.max_retries)
             .field("max_points_per_query", &self.max_points_per_query)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }

@@ -32,8 +32,13 @@ pub struct InstantSample {
 pub struct QueryResult<T> {
     pub data: T,
     /// Prometheus's `warnings`, then its `infos` prefixed with `info: `,
-    /// each message once (a chunked range query merges them).
+    /// each message once (a chunked range query merges them), at most
+    /// [`MAX_WARNINGS`](super::response::MAX_WARNINGS), each cut to
+    /// [`MAX_WARNING_CHARS`](super::response::MAX_WARNING_CHARS).
     pub warnings: Vec<String>,
+    /// How many distinct messages were left out past the cap (summed over
+    /// the requests of a chunked range query).
+    pub warnings_left_out: usize,
     /// True when Prometheus returned warnings: it does so when the answer may
     /// be incomplete (a remote-read or a storage error). Infos do not set it.
     pub partial: bool,
