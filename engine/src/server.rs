@@ -13,17 +13,32 @@
 //! - `GET /api/v1/silences`, `POST /api/v1/silences` (token), `DELETE /api/v1/silences/{id}` (token).
 //! - `GET /api/v1/notifications` — the outbox and the alert groups.
 //! - `GET /api/v1/remediations[?limit=N]` — the remediation audit log, newest first.
+//!
+//! [`serve`] runs the router on a listener with the limits of
+//! [`ServerSettings`]: slow clients are timed out and connections capped.
+//! No response shows a secret: error strings from elsewhere (Prometheus,
+//! receivers, the configuration) are shown through [`shown_error`].
 
+use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use prognos_models::forecast::Level;
+use prognos_notifiers::secret::{constant_time_eq, excerpt, redact_url_str};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{RwLock, mpsc, oneshot};
+use tokio::net::TcpListener;
+use tokio::sync::{RwLock, Semaphore, mpsc, oneshot};
 
 use crate::alert::Alert;
 use crate::evaluate::{horizon_label, steps};
@@ -36,7 +51,6 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// What the handlers share: the engine in force (swapped on reload) and,
 /// when enabled, the way to ask for a reload.
-#[derive(Debug)]
 pub struct ServerState {
     /// The engine in force.
     pub engine: RwLock<Arc<Engine>>,
@@ -47,8 +61,219 @@ pub struct ServerState {
     pub notify: Option<Arc<NotifySink>>,
 }
 
+impl fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the admin token.
+        f.debug_struct("ServerState")
+            .field("engine", &self.engine)
+            .field("reload", &self.reload.as_ref().map(|_| "<secret>"))
+            .field("notify", &self.notify)
+            .finish()
+    }
+}
+
 /// The shared state of the handlers.
 pub type AppState = Arc<ServerState>;
+
+/// How long a client may take to send a request's line and headers, from
+/// the moment the server waits for them. A client that trickles a header
+/// (slowloris) would otherwise hold its connection forever; 10 s is ample
+/// for any real client on a slow link. hyper also runs this timer while a
+/// kept-alive connection waits for its next request, so it is the idle
+/// keep-alive timeout as well ([`IDLE_TIMEOUT`]).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a kept-alive connection may sit between requests: the same
+/// timer as [`HEADER_READ_TIMEOUT`] (hyper waits for the next request's
+/// head under it), named for readers looking for an idle timeout.
+pub const IDLE_TIMEOUT: Duration = HEADER_READ_TIMEOUT;
+
+/// How long a client may take to send a request's whole body once its
+/// headers are in. The API's bodies are a few hundred bytes; 30 s covers a
+/// congested link and stops a client that announces a body and stalls.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most connections served at once; further clients wait in the kernel's
+/// accept queue. Each connection holds a task and up to [`MAX_BODY_BYTES`]
+/// of buffer: 1,024 of them is far beyond what Prometheus, Grafana and an
+/// operator's scripts open, and bounds memory to about 1 GiB worst case.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Largest request body accepted, in bytes. The API takes small JSON
+/// documents (a silence); 1 MiB leaves room for long comments and no room
+/// for a memory attack.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long shutdown waits for requests in flight before closing the
+/// remaining connections: as long as a body may take, so a request being
+/// read is answered.
+pub const SHUTDOWN_GRACE: Duration = BODY_READ_TIMEOUT;
+
+/// How long the accept loop pauses after a failed accept (out of file
+/// descriptors, mostly), so it does not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Longest error string of another component shown in a response, in
+/// characters: a Prometheus or receiver error is a line or two; a longer
+/// one is cut rather than relayed whole.
+pub const SHOWN_ERROR_CHARS: usize = 1000;
+
+/// Longest answer of a failed `POST /-/reload`, in characters: every
+/// configuration error is one bounded line; this bounds their number.
+pub const RELOAD_ERROR_CHARS: usize = 16_000;
+
+/// The limits [`serve`] enforces. [`Default`] gives the constants above;
+/// tests shorten the timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// See [`SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_body_bytes: MAX_BODY_BYTES,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops
+/// accepting, lets requests in flight finish (at most
+/// `settings.shutdown_grace`) and returns.
+///
+/// Each connection is HTTP/1.1 with hyper's header read timeout; each
+/// request body is read whole under `settings.body_read_timeout` and
+/// `settings.max_body_bytes` before the handler runs (408 and 413
+/// otherwise); at most `settings.max_connections` are served at once.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let app = app.layer(middleware::from_fn_with_state(settings, read_body));
+    let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        // Take a permit before accepting: past the cap, clients wait in
+        // the accept queue instead of holding a task here.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accepting a connection failed.");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let conn =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Errors are the client's (reset, timed out): nothing to do.
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Closed HTTP connections still busy at shutdown.");
+    }
+}
+
+/// Reads the request body whole, within the time and size limits, before
+/// the handler sees it.
+async fn read_body(State(settings): State<ServerSettings>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, settings.max_body_bytes);
+    let collected = tokio::time::timeout(
+        settings.body_read_timeout,
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await;
+    match collected {
+        Ok(Ok(c)) => {
+            next.run(Request::from_parts(parts, Body::from(c.to_bytes())))
+                .await
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body exceeds {} bytes\n",
+                settings.max_body_bytes
+            ),
+        )
+            .into_response(),
+        Ok(Err(_)) => (StatusCode::BAD_REQUEST, "the request body was cut off\n").into_response(),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body took longer than {} s\n",
+                settings.body_read_timeout.as_secs_f64()
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// An error string of another component as a response may show it: URLs
+/// in it redacted (user info, keys in the query) and cut to
+/// [`SHOWN_ERROR_CHARS`].
+pub fn shown_error(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(SHOWN_ERROR_CHARS));
+    let mut rest = text;
+    while let Some(start) = find_url(rest) {
+        out.push_str(&rest[..start]);
+        let len = rest[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(rest.len() - start);
+        // A trailing `)`, `,` or `.` belongs to the sentence, not the URL.
+        let url = rest[start..start + len].trim_end_matches([')', ',', '.', ';', ':']);
+        out.push_str(&redact_url_str(url));
+        rest = &rest[start + url.len()..];
+    }
+    out.push_str(rest);
+    excerpt(&out, SHOWN_ERROR_CHARS)
+}
+
+/// Where the first `http://` or `https://` URL of `text` starts.
+fn find_url(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    match (lower.find("http://"), lower.find("https://")) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 impl ServerState {
     /// State serving `engine`, without the reload endpoint.
@@ -79,6 +304,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/remediations", get(remediations))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -93,19 +319,7 @@ fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Box<Response>> 
                 .into_response(),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Constant-time comparison: the token guards changes.
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if !ok {
+    if !bearer_matches(token, headers) {
         return Err(Box::new(
             (
                 StatusCode::UNAUTHORIZED,
@@ -115,6 +329,16 @@ fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Box<Response>> 
         ));
     }
     Ok(())
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
+/// constant time whatever the lengths (the token guards changes).
+fn bearer_matches(token: &str, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
 }
 
 async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -136,7 +360,10 @@ async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Ok(Ok(())) => "configuration reloaded\n".into_response(),
         Ok(Err(e)) => (
             StatusCode::BAD_REQUEST,
-            format!("reload failed, the running configuration is kept:\n{e}\n"),
+            format!(
+                "reload failed, the running configuration is kept:\n{}\n",
+                excerpt(&e, RELOAD_ERROR_CHARS)
+            ),
         )
             .into_response(),
         Err(_) => (
@@ -231,7 +458,7 @@ async fn rules(State(s): State<AppState>) -> Response {
             expr: rt.rule.expr.clone(),
             model: rt.rule.model.to_string(),
             health: rt.health,
-            last_error: rt.last_error.clone(),
+            last_error: rt.last_error.as_deref().map(shown_error),
             last_evaluation: rt.last_eval,
             evaluation_seconds: rt.last_duration.as_secs_f64(),
             series: rt.series.len(),
@@ -339,7 +566,7 @@ async fn forecast(
                             .map(|(t, v)| serde_json::json!({"timestamp": t, "value": v}))
                             .collect::<Vec<_>>()
                     ),
-                    Err(err) => serde_json::json!({"error": err.to_string()}),
+                    Err(err) => serde_json::json!({"error": shown_error(&err.to_string())}),
                 }
             } else {
                 serde_json::json!([])
@@ -350,7 +577,7 @@ async fn forecast(
     }
     (
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({"status": "error", "error": format!("no series with id {id}")})),
+        Json(serde_json::json!({"status": "error", "error": format!("no series with id {}", excerpt(&id, 64))})),
     )
         .into_response()
 }
@@ -370,7 +597,7 @@ fn notifier(s: &ServerState) -> Result<prognos_notifiers::notifier::Notifier, Bo
 fn api_error(code: StatusCode, message: impl std::fmt::Display) -> Response {
     (
         code,
-        Json(serde_json::json!({"status": "error", "error": message.to_string()})),
+        Json(serde_json::json!({"status": "error", "error": shown_error(&message.to_string())})),
     )
         .into_response()
 }
@@ -504,7 +731,8 @@ async fn notifications(State(s): State<AppState>) -> Response {
             serde_json::json!({
                 "id": e.id, "target": e.target, "key": e.key,
                 "createdAt": e.created_at, "nextAttemptAt": e.next_attempt_at,
-                "attempts": e.attempts, "lastError": e.last_error,
+                "attempts": e.attempts,
+                "lastError": e.last_error.as_deref().map(shown_error),
             })
         })
         .collect();
@@ -527,5 +755,219 @@ async fn remediations(State(s): State<AppState>, Query(q): Query<AuditQuery>) ->
             Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
         },
         Err(r) => *r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Safety net of every wait below: a test that hangs fails instead.
+    /// Never what is asserted.
+    const SAFETY: Duration = Duration::from_secs(30);
+
+    /// Settings with a short header timeout (real sockets cannot run on
+    /// paused time), everything else as configured.
+    fn quick() -> ServerSettings {
+        ServerSettings {
+            header_read_timeout: Duration::from_millis(300),
+            body_read_timeout: Duration::from_millis(300),
+            ..ServerSettings::default()
+        }
+    }
+
+    /// Serves a small router with `settings` on loopback; returns its
+    /// address, the shutdown trigger and the server task.
+    async fn start(
+        settings: ServerSettings,
+    ) -> (
+        std::net::SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let app = Router::new().route("/", get(|| async { "ok" })).route(
+            "/echo",
+            post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, app, settings, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop, task)
+    }
+
+    /// Reads until the server closes the connection; what it sent.
+    async fn read_to_close(stream: &mut TcpStream) -> String {
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(SAFETY, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "the server never closed the connection");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    async fn get_ok(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        read_to_close(&mut s).await
+    }
+
+    #[tokio::test]
+    async fn a_client_stalling_in_its_headers_is_disconnected() {
+        let (addr, _stop, _task) = start(quick()).await;
+        assert!(get_ok(addr).await.starts_with("HTTP/1.1 200"));
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        let answer = read_to_close(&mut slow).await;
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_kept_alive_connection_is_closed() {
+        let (addr, _stop, _task) = start(quick()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("ok"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_stalling_in_its_body_gets_408() {
+        let (addr, _stop, _task) = start(quick()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_gets_413_and_one_within_it_is_served() {
+        let settings = ServerSettings {
+            max_body_bytes: 64,
+            ..ServerSettings::default()
+        };
+        let (addr, _stop, _task) = start(settings).await;
+        for (len, status) in [(64usize, "200"), (65, "413")] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(&vec![b'a'; len]).await.unwrap();
+            let answer = read_to_close(&mut s).await;
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{len}: {answer}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_wait_for_a_free_one() {
+        let settings = ServerSettings {
+            max_connections: 1,
+            ..ServerSettings::default()
+        };
+        let (addr, _stop, _task) = start(settings).await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // The first connection is served (a full round trip on it) ...
+        first
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(SAFETY, first.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // ... while the second, past the cap, has had no answer.
+        let mut probe = [0u8; 16];
+        assert!(
+            matches!(second.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the second connection was served past the cap"
+        );
+        drop(first);
+        assert!(read_to_close(&mut second).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections_and_returns() {
+        let (addr, stop, task) = start(ServerSettings::default()).await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(SAFETY, idle.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        stop.send(()).unwrap();
+        assert!(tokio::time::timeout(SAFETY, task).await.is_ok());
+        read_to_close(&mut idle).await;
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    }
+
+    #[test]
+    fn only_the_exact_token_is_accepted() {
+        let token = "0123456789abcdef0123";
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            h
+        };
+        assert!(bearer_matches(token, &with(&format!("Bearer {token}"))));
+        for wrong in [
+            "Bearer 0123456789abcdef012",
+            "Bearer 0123456789abcdef01234",
+            "Bearer 0123456789abcdef0124",
+            "Bearer ",
+            "Bearer 0",
+            "0123456789abcdef0123",
+            "Basic 0123456789abcdef0123",
+        ] {
+            assert!(!bearer_matches(token, &with(wrong)), "{wrong}");
+        }
+        assert!(!bearer_matches(token, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn shown_errors_redact_urls_and_are_bounded() {
+        let e = shown_error(
+            "error sending request for url (http://admin:PWCANARY@prom:9090/api/v1/query?token=TKCANARY&x=1): connection refused",
+        );
+        assert!(!e.contains("PWCANARY") && !e.contains("TKCANARY"), "{e}");
+        assert!(
+            e.contains("http://REDACTED@prom:9090/api/v1/query?token=REDACTED&x=1)"),
+            "{e}"
+        );
+        assert!(e.ends_with("connection refused"), "{e}");
+        let long = shown_error(&"y".repeat(1 << 20));
+        assert!(long.len() < SHOWN_ERROR_CHARS + 40, "{}", long.len());
     }
 }

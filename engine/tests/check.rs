@@ -350,3 +350,108 @@ fn a_good_notifications_section_loads() {
     assert_eq!(n.external_url, "http://127.0.0.1:9464");
     assert_eq!(n.give_up_after_secs, 86_400);
 }
+
+/// The text `prognos check` prints for `main` (stdout and stderr) and
+/// whether it succeeded: the real binary, as a user runs it.
+fn check_output(main: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prognos"))
+        .args(["check", main.to_str().unwrap()])
+        .output()
+        .expect("runs prognos check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_shadow_like_rule_file_is_not_echoed() {
+    let shadow = "\
+root:$6$SECRETCANARY$Zm9vYmFyYmF6:19000:0:99999:7:::
+daemon:*:19000:0:99999:7:::
+bob:SECRETCANARY2:19000:0:99999:7:::
+";
+    let (dir, _) = setup(&[("etc/shadow", shadow)]);
+    let main = dir.path().join("conf/prognos.yml");
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    std::fs::write(
+        &main,
+        "global:\n  prometheus:\n    url: http://127.0.0.1:9090\nrule_files: [\"../etc/shadow\"]\n",
+    )
+    .unwrap();
+    let (ok, text) = check_output(&main);
+    assert!(!ok, "{text}");
+    assert!(!text.contains("SECRETCANARY"), "{text}");
+    assert!(
+        text.contains("shadow:1:1: ") && text.contains("unknown field"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_rule_file_that_is_a_key_is_not_echoed() {
+    let key = format!("KEYCANARY{}", "9f".repeat(28));
+    let (dir, main) = setup(&[("prognos.yml", MAIN), ("hmac.key", &key)]);
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("hmac.key"), dir.path().join("rules/k.yml"))
+        .unwrap();
+    let e = errors(dir.path(), &main);
+    assert_eq!(
+        e,
+        ["rules/k.yml:1:1: expected a mapping with `groups:`, got a string (65 characters)"]
+    );
+    let (ok, text) = check_output(&main);
+    assert!(!ok && !text.contains("KEYCANARY"), "{text}");
+}
+
+#[test]
+fn a_malformed_url_does_not_echo_its_password() {
+    let (dir, main) = setup(&[(
+        "prognos.yml",
+        "\
+global:
+  prometheus:
+    url: http://admin:PWCANARY@127.0.0.1:99999
+  external_url: ftp://admin:PWCANARY2@example.com/?token=TKCANARY
+notifications:
+  receivers:
+    - name: ops
+      webhook:
+        - url: http://hook:PWCANARY3@[::1/x?api_key=TKCANARY2
+  route: {receiver: ops}
+",
+    )]);
+    let e = errors(dir.path(), &main).join("\n");
+    for canary in ["PWCANARY", "TKCANARY", "admin", "hook:"] {
+        assert!(!e.contains(canary), "{canary} in {e}");
+    }
+    assert!(
+        e.contains("field 'global.prometheus.url': expected an http:// or https:// URL, got \"http://127.0.0.1:99999\""),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 3, "{e}");
+}
+
+#[test]
+fn a_huge_token_is_not_echoed() {
+    let huge = "A".repeat(1 << 20);
+    let rule = format!(
+        "groups:\n  - name: {huge}\n    rules:\n      - alert: {huge}\n        expr: up\n        condition: {{anomaly: {{score_above: 0.5}}}}\n        labels: {{{huge}: x}}\n        for: {huge}\n"
+    );
+    let (dir, main) = setup(&[
+        ("prognos.yml", MAIN),
+        ("rules/a.yml", &rule),
+        ("rules/b.yml", &format!("{huge}: 1\n")),
+        ("rules/c.yml", &format!("\"{huge}\"\n")),
+    ]);
+    let e = errors(dir.path(), &main);
+    assert!(e.len() >= 5, "{e:?}");
+    for line in &e {
+        assert!(line.len() < 600, "{} bytes: {}", line.len(), &line[..600]);
+    }
+    let (ok, text) = check_output(&main);
+    assert!(!ok);
+    assert!(text.len() < 600 * e.len(), "{} bytes", text.len());
+}

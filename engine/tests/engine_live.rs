@@ -434,7 +434,7 @@ async fn run_reloads_over_http_and_sighup_keeping_the_old_rules_on_error() {
     let port = free_port();
     let config = write_config(dir.path(), &prom.url, port);
     let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
+    std::fs::write(&token, "s3cret-admin-token-0123\n").unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prognos"))
         .args([
             "run",
@@ -512,7 +512,7 @@ async fn run_reloads_over_http_and_sighup_keeping_the_old_rules_on_error() {
     .unwrap();
     let r = http
         .post(format!("{base}/-/reload"))
-        .bearer_auth("s3cret")
+        .bearer_auth("s3cret-admin-token-0123")
         .send()
         .await
         .unwrap();
@@ -529,7 +529,7 @@ async fn run_reloads_over_http_and_sighup_keeping_the_old_rules_on_error() {
     std::fs::write(&rules, &one_rule).unwrap();
     let r = http
         .post(format!("{base}/-/reload"))
-        .bearer_auth("s3cret")
+        .bearer_auth("s3cret-admin-token-0123")
         .send()
         .await
         .unwrap();

@@ -20,6 +20,7 @@ use crate::prom::{ClientSettings, PromClient};
 use crate::scheduler::{Engine, align};
 use crate::server::{self, ReloadRequest, ServerState};
 use prognos_notifiers::notifier::NotifierMetrics;
+use prognos_notifiers::secret::excerpt;
 
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
@@ -89,19 +90,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         config.listen = listen;
     }
     let shard = args.shard.unwrap_or(config.shard);
-    let reload_token = match &args.admin_token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading --admin-token-file {}", p.display()))?
-                .trim()
-                .to_string(),
-        )
-        .filter(|t| !t.is_empty()),
-        None => None,
-    };
-    if args.admin_token_file.is_some() && reload_token.is_none() {
-        anyhow::bail!("--admin-token-file: the file is empty");
-    }
+    let reload_token = args
+        .admin_token_file
+        .as_deref()
+        .map(read_admin_token)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,6 +106,31 @@ pub fn run(args: &RunArgs) -> Result<()> {
         args.once,
         reload_token,
     ))
+}
+
+/// Shortest admin token accepted, in bytes: 16 random bytes (or 32 hex
+/// digits, as `openssl rand -hex 16` prints) cannot be guessed over HTTP;
+/// a short word can.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+/// Reads the admin token from `path`, trimmed. Refuses an empty token or
+/// one shorter than [`MIN_ADMIN_TOKEN_BYTES`]; errors name the file and the
+/// token's length, never its content.
+pub fn read_admin_token(path: &Path) -> Result<config::Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --admin-token-file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!("--admin-token-file {}: the file is empty", path.display());
+    }
+    if token.len() < MIN_ADMIN_TOKEN_BYTES {
+        anyhow::bail!(
+            "--admin-token-file {}: the token is {} bytes, at least {MIN_ADMIN_TOKEN_BYTES} are required (make one with `openssl rand -hex 32`)",
+            path.display(),
+            token.len()
+        );
+    }
+    Ok(config::Secret::new(token))
 }
 
 /// What outlives a reload.
@@ -144,7 +162,7 @@ async fn serve(
     config: Config,
     shard: Shard,
     once: bool,
-    reload_token: Option<String>,
+    reload_token: Option<config::Secret>,
 ) -> Result<()> {
     let listen = config.listen;
     let notifier_metrics = Arc::new(NotifierMetrics::default());
@@ -187,20 +205,21 @@ async fn serve(
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(ServerState {
         engine: tokio::sync::RwLock::new(engine.clone()),
-        reload: reload_token.map(|t| (t, reload_tx.clone())),
+        reload: reload_token.map(|t| (t.expose().to_string(), reload_tx.clone())),
         notify: Some(notify.clone()),
     });
     let (stop_all_tx, mut stop_all_rx) = watch::channel(false);
     let server = {
         let app = server::app(state.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    let _ = stop_all_tx.send(true);
-                })
-                .await
-        })
+        tokio::spawn(server::serve(
+            listener,
+            app,
+            server::ServerSettings::default(),
+            async move {
+                shutdown_signal().await;
+                let _ = stop_all_tx.send(true);
+            },
+        ))
     };
     tokio::spawn(sighup_forwarder(reload_tx));
     let (mut stop_groups, mut groups) = spawn_groups(engine);
@@ -209,7 +228,10 @@ async fn serve(
             Some(answer) = reload_rx.recv() => {
                 let outcome = reload(&lasting, &state, &mut stop_groups, &mut groups).await;
                 if let Err(e) = &outcome {
-                    tracing::error!(error = %e, "Reload failed; the running configuration is kept.");
+                    tracing::error!(
+                        error = %excerpt(e, server::RELOAD_ERROR_CHARS),
+                        "Reload failed; the running configuration is kept."
+                    );
                 }
                 let _ = answer.send(outcome);
             }
@@ -343,5 +365,34 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_admin_token_is_refused_naming_the_file_not_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin.token");
+        std::fs::write(&file, "TOKCANARY\n").unwrap();
+        let e = format!("{:#}", read_admin_token(&file).unwrap_err());
+        assert!(e.contains("admin.token"), "{e}");
+        assert!(e.contains("9 bytes, at least 16"), "{e}");
+        assert!(!e.contains("TOKCANARY"), "{e}");
+        std::fs::write(&file, " \n").unwrap();
+        let e = format!("{:#}", read_admin_token(&file).unwrap_err());
+        assert!(e.contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn a_long_enough_admin_token_is_read_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin.token");
+        std::fs::write(&file, "0123456789abcdef\n").unwrap();
+        let token = read_admin_token(&file).unwrap();
+        assert_eq!(token.expose(), "0123456789abcdef");
+        assert_eq!(format!("{token:?}"), "<secret>");
     }
 }

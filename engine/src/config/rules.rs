@@ -10,11 +10,12 @@ use std::time::Duration;
 use prognos_models::forecast::ModelKind;
 use prognos_models::threshold::Direction;
 
-use super::error::ConfigError;
+use super::error::{ConfigError, QUOTED_CHARS};
 use super::locate::{Doc, parse_path};
 use super::raw::{RawCondition, RawGroup, RawRule, RawRuleFile, Text};
 use super::validate::{Report, serde_error};
 use super::{BurnWindow, Condition, Rule, RuleGroup, format_duration, promql, template};
+use prognos_notifiers::secret::excerpt;
 
 /// Default `history`.
 const DEFAULT_HISTORY: Duration = Duration::from_secs(7 * 86_400);
@@ -47,7 +48,7 @@ pub(crate) fn load_file(
     let raw: RawRuleFile = match serde_norway::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            errors.push(serde_error(file, &e, "").0);
+            errors.push(serde_error(file, &e, "", "a mapping with `groups:`").0);
             return Vec::new();
         }
     };
@@ -129,7 +130,8 @@ fn load_group(
                 Err(e) => {
                     // The position is in the re-serialised text: find the
                     // field in the original instead.
-                    let (mut err, field) = serde_error(report.file, &e, &rcontext);
+                    let (mut err, field) =
+                        serde_error(report.file, &e, &rcontext, "a mapping with `alert:`");
                     let path = match &field {
                         Some(f) => format!("{rpath}.{f}"),
                         None => rpath.clone(),
@@ -398,7 +400,8 @@ impl RuleReport<'_, '_> {
     ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (k, v) in raw.into_iter().flatten() {
-            let field = format!("{what}.{k}");
+            // The key is from the file: a long one is no label name anyway.
+            let field = format!("{what}.{}", excerpt(k, QUOTED_CHARS));
             if !template::is_label_name(k) || k.starts_with("__") {
                 self.error(
                     &field,

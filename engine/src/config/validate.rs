@@ -10,6 +10,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::locate::{Doc, parse_path};
 use super::raw::{RawConfig, RawPrometheus, Text};
 use super::{Config, PrometheusConfig, Secret, Shard, glob, parse_duration, rules, secret};
+use prognos_notifiers::secret::redact_url_str;
 
 /// Default `global.evaluation_interval`.
 pub(crate) const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
@@ -45,14 +46,14 @@ impl Report<'_> {
         field: &str,
         message: impl Into<String>,
     ) {
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
+        self.errors.push(ConfigError::new(
+            self.file,
             line,
             column,
-            context: context.to_string(),
-            field: field.to_string(),
-            message: message.into(),
-        });
+            context,
+            field,
+            &message.into(),
+        ));
     }
 
     /// Parses an optional duration at `path`, `default` when absent.
@@ -80,45 +81,87 @@ impl Report<'_> {
 
 /// An error with no place in a file (it cannot be read).
 fn file_error(file: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        context: String::new(),
-        field: String::new(),
-        message,
-    }
+    ConfigError::new(file, 0, 0, "", "", &message)
 }
 
-/// A serde_norway error as a [`ConfigError`]: its location (or `fallback`
-/// when it has none, or when `relocate` says the text was re-serialised),
-/// its path as the field, and its message without the location suffix.
+/// A serde_norway error as a [`ConfigError`]: its location, its path as the
+/// field (and the returned path, for callers that relocate it), and its
+/// message without the location suffix.
+///
+/// serde's messages quote the offending token, which may be a whole file
+/// (a rule file that is really a key file, `/etc/shadow`): a document that
+/// is not a mapping is described by kind and length (`document` says what
+/// was expected, e.g. "a mapping with `groups:`"), an unknown key that is
+/// not even a name is not quoted, and other tokens are cut by
+/// [`ConfigError::new`].
 pub(crate) fn serde_error(
     file: &Path,
     err: &serde_norway::Error,
     context: &str,
+    document: &str,
 ) -> (ConfigError, Option<String>) {
     let text = strip_location(&err.to_string());
     let (path, message) = split_path(&text);
     let mut field = path.map(str::to_string);
-    if let Some(name) = unknown_field(message) {
-        field = Some(match field {
-            Some(p) => format!("{p}.{name}"),
-            None => name.to_string(),
-        });
+    let mut shown = message.to_string();
+    if let Some((name, expected)) = unknown_field(message) {
+        if is_field_name(name) {
+            field = Some(match field {
+                Some(p) => format!("{p}.{name}"),
+                None => name.to_string(),
+            });
+        } else {
+            shown = format!(
+                "unknown field (a key of {} characters that is not a field name){expected}",
+                name.chars().count()
+            );
+        }
+    } else if path.is_none()
+        && let Some(kind) = top_level_type(message)
+    {
+        shown = format!("expected {document}, got {kind}");
     }
     let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
     (
-        ConfigError {
-            file: file.to_path_buf(),
+        ConfigError::new(
+            file,
             line,
             column,
-            context: context.to_string(),
-            field: field.clone().unwrap_or_default(),
-            message: message.to_string(),
-        },
+            context,
+            field.as_deref().unwrap_or_default(),
+            &shown,
+        ),
         field,
     )
+}
+
+/// Whether an unknown key may be quoted: it looks like a field name.
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= super::error::QUOTED_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The kind of value in ``invalid type: string "…", expected struct X``,
+/// without the value: "a string (64 characters)", "a sequence".
+fn top_level_type(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("invalid type: ")?;
+    if let Some(token) = rest.strip_prefix("string \"") {
+        let end = token.rfind("\", expected").unwrap_or(token.len());
+        return Some(format!(
+            "a string ({} characters)",
+            token[..end].chars().count()
+        ));
+    }
+    let kind = rest.split([',', '`', '"']).next()?.trim();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    Some(format!("{article} {kind}"))
 }
 
 /// Removes the first ` at line N column M` from a serde_norway message.
@@ -150,10 +193,17 @@ fn split_path(msg: &str) -> (Option<&str>, &str) {
     (None, msg)
 }
 
-/// The name in ``unknown field `x`, expected …``.
-fn unknown_field(msg: &str) -> Option<&str> {
+/// The name in ``unknown field `x`, expected …`` and what follows it
+/// (``, expected …``). The name comes from the file and may hold anything,
+/// backticks too: it ends at the last ``` `, ``` (serde's own text after it
+/// never holds one).
+fn unknown_field(msg: &str) -> Option<(&str, &str)> {
     let rest = msg.strip_prefix("unknown field `")?;
-    Some(&rest[..rest.find('`')?])
+    let end = rest
+        .rfind("`, expected")
+        .or_else(|| rest.rfind("`, there are no fields"))
+        .or_else(|| rest.strip_suffix('`').map(str::len))?;
+    Some((&rest[..end], &rest[end + 1..]))
 }
 
 /// Loads and checks everything; see [`super::load`].
@@ -170,7 +220,11 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
     };
     let raw: RawConfig = match serde_norway::from_str(&text) {
         Ok(r) => r,
-        Err(e) => return Err(ConfigErrors(vec![serde_error(path, &e, "").0])),
+        Err(e) => {
+            return Err(ConfigErrors(vec![
+                serde_error(path, &e, "", "a mapping with `global:`").0,
+            ]));
+        }
     };
     let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let mut report = Report {
@@ -207,7 +261,10 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
                     "global.external_url",
                     "",
                     "global.external_url",
-                    format!("expected an http:// or https:// URL, got {u:?}"),
+                    format!(
+                        "expected an http:// or https:// URL, got {:?}",
+                        redact_url_str(u)
+                    ),
                 );
                 String::new()
             }
@@ -333,7 +390,10 @@ fn prometheus(report: &mut Report<'_>, base: &Path, p: &RawPrometheus) -> Option
                     &format!("{F}.url"),
                     "",
                     &format!("{F}.url"),
-                    format!("expected an http:// or https:// URL, got {u:?}"),
+                    format!(
+                        "expected an http:// or https:// URL, got {:?}",
+                        redact_url_str(u)
+                    ),
                 );
                 None
             }
@@ -352,7 +412,10 @@ fn prometheus(report: &mut Report<'_>, base: &Path, p: &RawPrometheus) -> Option
                     &format!("{F}.url"),
                     "",
                     &format!("{F}.url"),
-                    format!("expected an http:// or https:// URL, got {u:?}: {e}"),
+                    format!(
+                        "expected an http:// or https:// URL, got {:?}: {e}",
+                        redact_url_str(u)
+                    ),
                 );
                 None
             }
@@ -498,8 +561,56 @@ mod tests {
             (None, "invalid type: string")
         );
         assert_eq!(
-            unknown_field("unknown field `tokn`, expected one of"),
-            Some("tokn")
+            unknown_field("unknown field `tokn`, expected one of `token`"),
+            Some(("tokn", ", expected one of `token`"))
         );
+        assert_eq!(
+            unknown_field("unknown field `a`, expected b`, expected one of `c`"),
+            Some(("a`, expected b", ", expected one of `c`"))
+        );
+    }
+
+    fn rule_file_error(text: &str) -> String {
+        let e = serde_norway::from_str::<super::super::raw::RawRuleFile>(text).unwrap_err();
+        let (err, _) = serde_error(Path::new("r.yml"), &e, "", "a mapping with `groups:`");
+        err.to_string()
+    }
+
+    #[test]
+    fn a_document_that_is_a_string_is_described_not_quoted() {
+        let key = "c0ffee".repeat(11);
+        let shown = rule_file_error(&key);
+        assert!(!shown.contains("c0ffee"), "{shown}");
+        assert!(
+            shown.contains("expected a mapping with `groups:`, got a string (66 characters)"),
+            "{shown}"
+        );
+        let shown = rule_file_error("- a\n- b\n");
+        assert!(shown.contains("got a sequence"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_keys_that_are_not_names_are_not_quoted() {
+        let shown = rule_file_error("root:SECRETCANARY:19000:0:99999:7:::\n");
+        assert!(!shown.contains("SECRETCANARY"), "{shown}");
+        assert!(
+            shown.contains("unknown field (a key of 35 characters"),
+            "{shown}"
+        );
+        assert!(shown.contains("expected `groups`"), "{shown}");
+        // A misspelt name is still shown, and named as the field.
+        let shown = rule_file_error("grups: []\n");
+        assert!(
+            shown.contains("field 'grups': unknown field `grups`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_huge_token_is_cut() {
+        let huge = "x".repeat(1 << 20);
+        let shown = rule_file_error(&format!("groups: \"{huge}\"\n"));
+        assert!(shown.len() < 400, "{} bytes", shown.len());
+        assert!(shown.contains("invalid type: string"), "{shown}");
     }
 }

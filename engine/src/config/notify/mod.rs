@@ -22,6 +22,7 @@ use prognos_notifiers::matcher::{Matcher, parse_matchers};
 use prognos_notifiers::message::RenderOptions;
 use prognos_notifiers::retry::Backoff;
 use prognos_notifiers::route::Route;
+use prognos_notifiers::secret::redact_url_str;
 
 use super::raw::Text;
 use super::secret;
@@ -46,7 +47,10 @@ pub(super) fn url_at(report: &mut Report<'_>, raw: Option<&str>, path: &str) -> 
                     path,
                     "",
                     path,
-                    format!("expected an http:// or https:// URL, got {u:?}"),
+                    format!(
+                        "expected an http:// or https:// URL, got {:?}",
+                        redact_url_str(u)
+                    ),
                 );
                 None
             }

@@ -76,7 +76,11 @@ pub(super) fn email(
                     &f,
                     "",
                     &f,
-                    format!("expected host:port such as smtp.example.com:587, got {s:?}"),
+                    format!(
+                        "expected host:port such as smtp.example.com:587, got {:?}",
+                        // Never the user info of a `user:password@host` mistake.
+                        s.rsplit('@').next().unwrap_or_default()
+                    ),
                 );
                 None
             }
