@@ -293,7 +293,13 @@ async fn commands_addressed_to_another_bot_are_ignored() {
         tg.calls()
     );
     let silences = n.silences();
-    assert_eq!(silences.len(), 1, "{silences:?}");
+    assert_eq!(
+        silences.len(),
+        1,
+        "{silences:?} {:?} {:?}",
+        tg.calls(),
+        tg.messages()
+    );
     assert_eq!(silences[0].matchers[0].value, "shop-db");
     let replies = tg.messages();
     assert_eq!(

@@ -240,17 +240,20 @@ impl TelegramChannel {
         if let Some(name) = self.username.get() {
             return Ok(name.clone());
         }
-        let me = self
-            .bot
-            .get_me()
-            .await
-            .map_err(|e| map_error(&e, &self.config.token))?;
-        let name = me
-            .user
-            .username
-            .clone()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| SendError::permanent("telegram: getMe returned no username"))?;
+        let name = match self.bot.get_me().await {
+            Ok(me) => me.user.username.clone(),
+            // An answer teloxide cannot parse (a field it requires missing)
+            // still names the bot.
+            Err(e) => match accepted_result(&e) {
+                Some(v) => v
+                    .get("username")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string),
+                None => return Err(map_error(&e, &self.config.token)),
+            },
+        }
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| SendError::permanent("telegram: getMe returned no username"))?;
         Ok(self.username.get_or_init(|| name).clone())
     }
 
