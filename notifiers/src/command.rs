@@ -2,6 +2,7 @@
 //! a command does is up to the notifier.
 
 use crate::matcher::{Matcher, parse_matchers};
+use crate::silence::MAX_DURATION_SECS;
 
 /// A chat command.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +46,16 @@ impl CommandError {
 
 const SILENCE_USAGE: &str = "usage: /silence <duration> <matchers> [-- comment], e.g. /silence 2h service=\"mes-api\" -- deploying";
 
-/// Parses a message text. A `@botname` suffix on the command is accepted.
-/// `Ok(None)` if the text is not a command (doesn't start with '/').
-pub fn parse(text: &str) -> Result<Option<Command>, CommandError> {
+/// Parses a message text. `Ok(None)` if the text is not a command (doesn't
+/// start with '/') or is a command addressed to another bot.
+///
+/// In a group every bot sees every command; `/silence@other_bot` is
+/// Telegram's way to address one. A command with a `@name` suffix is obeyed
+/// only when `name` is `bot_username` (this bot's, from `getMe`; compared
+/// case-insensitively, as Telegram does); when this bot's name is not known
+/// (`None`), no suffixed command is obeyed. A command without a suffix is
+/// for every bot, this one included.
+pub fn parse(text: &str, bot_username: Option<&str>) -> Result<Option<Command>, CommandError> {
     let text = text.trim();
     if !text.starts_with('/') {
         return Ok(None);
@@ -56,12 +64,16 @@ pub fn parse(text: &str) -> Result<Option<Command>, CommandError> {
         Some(i) => (&text[..i], text[i..].trim()),
         None => (text, ""),
     };
-    // `/silence@prognos_bot`: the bot name is Telegram's addressing.
-    let name = head[1..]
-        .split('@')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let (name, addressee) = match head[1..].split_once('@') {
+        Some((name, to)) => (name, Some(to)),
+        None => (&head[1..], None),
+    };
+    if let Some(to) = addressee
+        && !bot_username.is_some_and(|me| !me.is_empty() && me.eq_ignore_ascii_case(to))
+    {
+        return Ok(None);
+    }
+    let name = name.to_ascii_lowercase();
     match name.as_str() {
         "help" | "start" => Ok(Some(Command::Help)),
         "silences" => Ok(Some(Command::Silences)),
@@ -95,6 +107,11 @@ fn parse_silence(rest: &str) -> Result<Command, CommandError> {
         )));
     }
     let duration_secs = parse_duration(duration)?;
+    if duration_secs > MAX_DURATION_SECS {
+        return Err(CommandError::new(format!(
+            "a silence may last at most 30 days (30d), got '{duration}'"
+        )));
+    }
     // Phones turn quotes curly; matchers need straight ones.
     let rest: String = rest
         .chars()
@@ -118,7 +135,9 @@ fn parse_silence(rest: &str) -> Result<Command, CommandError> {
 }
 
 /// Parses `30m`, `2h`, `1d`, `1w`, `1h30m` (integer + unit s, m, h, d, w,
-/// repeated) into seconds.
+/// repeated) into seconds, with overflow checks: a total past `i64::MAX`
+/// seconds is an error, not a wrapped value. Callers bound the result
+/// (a silence by [`MAX_DURATION_SECS`]).
 pub fn parse_duration(text: &str) -> Result<i64, CommandError> {
     let bad = || {
         CommandError::new(format!(
@@ -275,8 +294,11 @@ mod tests {
     use super::*;
     use crate::matcher::MatchOp;
 
+    /// This bot's username in the tests.
+    const ME: Option<&str> = Some("prognos_bot");
+
     fn silence(text: &str) -> (i64, Vec<String>, String) {
-        match parse(text).unwrap() {
+        match parse(text, ME).unwrap() {
             Some(Command::Silence {
                 duration_secs,
                 matchers,
@@ -297,7 +319,7 @@ mod tests {
         assert_eq!(d, 7200);
         assert_eq!(m, vec![r#"service="mes-api""#, r#"severity=~"warn.*""#]);
         assert_eq!(c, "deploying v2");
-        match parse(r#"/silence 1h team!~"a|b""#).unwrap() {
+        match parse(r#"/silence 1h team!~"a|b""#, ME).unwrap() {
             Some(Command::Silence {
                 matchers, comment, ..
             }) => {
@@ -376,66 +398,112 @@ mod tests {
 
     #[test]
     fn malformed_silences_say_what_was_expected() {
-        let e = parse("/silence abc service=x").unwrap_err();
+        let e = parse("/silence abc service=x", ME).unwrap_err();
         assert_eq!(
             e.message,
             "expected a duration like 30m, 2h or 1d, got 'abc'"
         );
-        let e = parse("/silence").unwrap_err();
+        let e = parse("/silence", ME).unwrap_err();
         assert!(e.message.contains("usage: /silence"), "{e}");
-        let e = parse("/silence 2h").unwrap_err();
+        let e = parse("/silence 2h", ME).unwrap_err();
         assert!(e.message.contains("at least one matcher"), "{e}");
-        let e = parse("/silence 2h -- just a comment").unwrap_err();
+        let e = parse("/silence 2h -- just a comment", ME).unwrap_err();
         assert!(e.message.contains("at least one matcher"), "{e}");
-        let e = parse("/silence 2h service").unwrap_err();
+        let e = parse("/silence 2h service", ME).unwrap_err();
         assert!(e.message.contains("expected name=value"), "{e}");
-        let e = parse("/silence 2h team=a b").unwrap_err();
+        let e = parse("/silence 2h team=a b", ME).unwrap_err();
         assert!(e.message.contains("expected"), "{e}");
-        let e = parse(r#"/silence 2h a=~"(""#).unwrap_err();
+        let e = parse(r#"/silence 2h a=~"(""#, ME).unwrap_err();
         assert!(e.message.contains("regular expression"), "{e}");
     }
 
     #[test]
     fn simple_commands() {
-        assert_eq!(parse("/silences").unwrap(), Some(Command::Silences));
-        assert_eq!(parse("/help").unwrap(), Some(Command::Help));
-        assert_eq!(parse("  /start  ").unwrap(), Some(Command::Help));
+        assert_eq!(parse("/silences", ME).unwrap(), Some(Command::Silences));
+        assert_eq!(parse("/help", ME).unwrap(), Some(Command::Help));
+        assert_eq!(parse("  /start  ", ME).unwrap(), Some(Command::Help));
         assert_eq!(
-            parse("/unsilence 3f2a9c81d0b4").unwrap(),
+            parse("/unsilence 3f2a9c81d0b4", ME).unwrap(),
             Some(Command::Unsilence {
                 id: "3f2a9c81d0b4".into()
             })
         );
-        let e = parse("/unsilence").unwrap_err();
+        let e = parse("/unsilence", ME).unwrap_err();
         assert!(e.message.contains("expected a silence id"), "{e}");
-        let e = parse("/unsilence a b").unwrap_err();
+        let e = parse("/unsilence a b", ME).unwrap_err();
         assert!(e.message.contains("one silence id"), "{e}");
     }
 
     #[test]
     fn bot_name_suffix_is_accepted() {
         assert_eq!(
-            parse("/silences@prognos_bot").unwrap(),
+            parse("/silences@prognos_bot", ME).unwrap(),
             Some(Command::Silences)
         );
-        assert_eq!(parse("/help@prognos_bot").unwrap(), Some(Command::Help));
+        assert_eq!(parse("/help@prognos_bot", ME).unwrap(), Some(Command::Help));
         let (d, m, _) = silence("/silence@prognos_bot 1h service=mes-api");
         assert_eq!((d, m), (3600, vec![r#"service="mes-api""#.to_string()]));
         assert_eq!(
-            parse("/unsilence@prognos_bot abc").unwrap(),
+            parse("/unsilence@prognos_bot abc", ME).unwrap(),
             Some(Command::Unsilence { id: "abc".into() })
         );
     }
 
     #[test]
+    fn commands_for_another_bot_are_ignored() {
+        for text in [
+            "/silence@other_bot 1h service=mes-api",
+            "/silences@other_bot",
+            "/unsilence@other_bot abc",
+            "/help@other_bot",
+            "/frobnicate@other_bot",
+            "/silence@ 1h service=mes-api",
+        ] {
+            assert_eq!(parse(text, ME), Ok(None), "{text}");
+        }
+        // Telegram usernames are case-insensitive.
+        assert_eq!(
+            parse("/silences@Prognos_Bot", ME).unwrap(),
+            Some(Command::Silences)
+        );
+        // Without a suffix a command is for every bot.
+        assert_eq!(parse("/silences", None).unwrap(), Some(Command::Silences));
+    }
+
+    #[test]
+    fn suffixed_commands_are_refused_while_the_bot_name_is_unknown() {
+        assert_eq!(parse("/silence@prognos_bot 1h a=b", None), Ok(None));
+        assert_eq!(parse("/silences@prognos_bot", Some("")), Ok(None));
+    }
+
+    #[test]
+    fn silences_longer_than_the_maximum_are_refused() {
+        for (text, d) in [
+            ("/silence 9223372036854775807s a=b", "9223372036854775807s"),
+            ("/silence 31d a=b", "31d"),
+            ("/silence 30d1s a=b", "30d1s"),
+        ] {
+            let e = parse(text, ME).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("a silence may last at most 30 days (30d), got '{d}'")
+            );
+        }
+        // Overflowing the seconds counter is a parse error, not a wrap.
+        let e = parse("/silence 9223372036854775807w a=b", ME).unwrap_err();
+        assert!(e.message.contains("expected a duration"), "{e}");
+        assert_eq!(silence("/silence 30d a=b").0, MAX_DURATION_SECS);
+    }
+
+    #[test]
     fn plain_text_is_no_command_and_unknown_commands_are_errors() {
-        assert_eq!(parse("hello").unwrap(), None);
-        assert_eq!(parse("").unwrap(), None);
-        assert_eq!(parse("  silence 2h a=b").unwrap(), None);
-        let e = parse("/frobnicate now").unwrap_err();
+        assert_eq!(parse("hello", ME).unwrap(), None);
+        assert_eq!(parse("", ME).unwrap(), None);
+        assert_eq!(parse("  silence 2h a=b", ME).unwrap(), None);
+        let e = parse("/frobnicate now", ME).unwrap_err();
         assert!(e.message.contains("unknown command '/frobnicate'"), "{e}");
         assert!(e.message.contains("/help"), "{e}");
-        let e = parse("/").unwrap_err();
+        let e = parse("/", ME).unwrap_err();
         assert!(e.message.contains("unknown command"), "{e}");
     }
 

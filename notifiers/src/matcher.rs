@@ -4,10 +4,24 @@
 
 use std::fmt;
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::payload::KeyValues;
+
+/// The most memory one matcher's compiled regex may take, bytes (regex
+/// `size_limit`; the crate's default is 10 MiB). Matchers also come from the
+/// silence API and chat commands, and many are held at once: a hostile
+/// `(?:a{1000}){1000}` must fail to compile rather than take megabytes.
+/// Real label matchers compile far below it: `.*` to about 1 KiB, `\w+` to
+/// 50 KiB, `.{1,63}` to 64 KiB, `(?s).{1,256}` to 251 KiB.
+pub const MAX_REGEX_BYTES: usize = 256 * 1024;
+
+/// The most memory one matcher's lazy DFA cache may grow to, bytes (regex
+/// `dfa_size_limit`; default 2 MiB): bounds what matching many different
+/// label values can accumulate per regex. Too small a cache only makes the
+/// regex crate match with a slower engine, never wrongly.
+pub const MAX_REGEX_CACHE_BYTES: usize = 64 * 1024;
 
 /// How a matcher compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +89,10 @@ impl Matcher {
         }
         let regex = match op {
             MatchOp::Re | MatchOp::NotRe => Some(
-                Regex::new(&format!("^(?:{value})$"))
+                RegexBuilder::new(&format!("^(?:{value})$"))
+                    .size_limit(MAX_REGEX_BYTES)
+                    .dfa_size_limit(MAX_REGEX_CACHE_BYTES)
+                    .build()
                     .map_err(|e| err(format!("expected a regular expression: {e}")))?,
             ),
             _ => None,
@@ -120,7 +137,12 @@ impl Matcher {
 
     /// Whether `labels` satisfy this matcher.
     pub fn matches(&self, labels: &KeyValues) -> bool {
-        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+        self.matches_value(labels.get(&self.name).map_or("", String::as_str))
+    }
+
+    /// Whether a label value `v` satisfies this matcher (`""` stands for a
+    /// missing label).
+    pub fn matches_value(&self, v: &str) -> bool {
         match (self.op, &self.regex) {
             (MatchOp::Eq, _) => v == self.value,
             (MatchOp::NotEq, _) => v != self.value,
@@ -276,6 +298,31 @@ mod tests {
         assert!(e.message.contains("regular expression"), "{e}");
         let e = Matcher::parse("a=\"open").unwrap_err();
         assert!(e.message.contains("closing"), "{e}");
+    }
+
+    #[test]
+    fn a_regex_too_big_to_compile_is_refused() {
+        let e = Matcher::parse(r#"a=~"(?:a{1000}){1000}""#).unwrap_err();
+        assert!(e.message.contains("regular expression"), "{e}");
+        // Ordinary matchers stay under the limit.
+        for t in [
+            r#"a=~".*""#,
+            r#"a=~".{1,63}""#,
+            r#"a=~"\\w+""#,
+            r#"a=~"\\w+-\\d+""#,
+            r#"a=~"(mes|shop|billing|auth|search|cart|ledger)-(api|db|worker).*""#,
+        ] {
+            assert!(Matcher::parse(t).is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn matches_value_treats_empty_as_missing() {
+        let m = Matcher::parse(r#"team!="""#).unwrap();
+        assert!(!m.matches_value(""));
+        assert!(!m.matches(&labels(&[])));
+        assert!(m.matches_value("x"));
+        assert!(m.matches(&labels(&[("team", "x")])));
     }
 
     #[test]

@@ -724,14 +724,10 @@ pub fn expire(record: &mut AuditRecord, expires_at: i64, now: i64) -> bool {
     true
 }
 
-/// The delay a `Retry-After` header asks for: seconds, or an HTTP date.
+/// The delay a `Retry-After` header asks for: seconds, or an HTTP date;
+/// clamped (see [`crate::retry::parse_retry_after`]).
 fn retry_after(value: &str, now: i64) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?.timestamp();
-    Some(Duration::from_secs(u64::try_from(at - now).unwrap_or(0)))
+    crate::retry::parse_retry_after(value, now)
 }
 
 /// Performs a call: the body signed with [`sign`]`(secret, now, body)` in
@@ -1210,5 +1206,12 @@ mod tests {
             Some(Duration::from_secs(10))
         );
         assert_eq!(retry_after("soon", 0), None);
+    }
+
+    #[test]
+    fn retry_after_is_clamped() {
+        let max = Some(crate::retry::MAX_RETRY_AFTER);
+        assert_eq!(retry_after("18446744073709551615", 0), max);
+        assert_eq!(retry_after("99999999999", 0), max);
     }
 }

@@ -267,3 +267,100 @@ async fn a_dry_run_is_audited_and_calls_nothing() {
     n.ingest(&[alert("MesQueueBacklog", "mes-api")], now + 5);
     assert_eq!(n.audit(5).unwrap().len(), 1);
 }
+
+/// In a group every bot sees `/silence@other_bot …`: only commands without a
+/// suffix or addressed to this bot (its name from `getMe`) are obeyed.
+#[tokio::test]
+async fn commands_addressed_to_another_bot_are_ignored() {
+    let tg = TelegramPeer::start().await;
+    let mut c = config(Vec::new());
+    c.bot = Some(BotConfig {
+        telegram: telegram(&tg),
+        allowed_users: vec![111],
+        poll_timeout_secs: 0,
+    });
+    let (n, _m, _dir) = open(c);
+    tg.push_text(111, -4242, "/silence@other_bot 1h service=\"mes-api\"");
+    tg.push_text(
+        111,
+        -4242,
+        "/silence@prognos_test_bot 1h service=\"shop-db\"",
+    );
+    assert!(n.poll_bot().await);
+    assert!(
+        tg.calls().contains(&"getMe".to_string()),
+        "{:?}",
+        tg.calls()
+    );
+    let silences = n.silences();
+    assert_eq!(
+        silences.len(),
+        1,
+        "{silences:?} {:?} {:?}",
+        tg.calls(),
+        tg.messages()
+    );
+    assert_eq!(silences[0].matchers[0].value, "shop-db");
+    let replies = tg.messages();
+    assert_eq!(
+        replies.len(),
+        1,
+        "no answer to another bot's command: {replies:?}"
+    );
+    assert!(
+        replies[0]
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("Silenced"),
+        "{replies:?}"
+    );
+}
+
+/// `Retry-After: 18446744073709551615` used to wrap the due time into the
+/// past (a retry storm); `99999999999` parked the delivery for millennia.
+/// Either way the retry now waits until the give-up age, where it is given up.
+#[tokio::test]
+async fn a_huge_retry_after_neither_wraps_nor_outlives_the_give_up_age() {
+    for retry_after in [u64::MAX, 99_999_999_999] {
+        let hooks = HttpRecorder::start().await;
+        let (n, metrics, _dir) = open(config(vec![Target::Webhook(WebhookConfig {
+            url: hooks.url.parse().unwrap(),
+            bearer_token: None,
+            max_alerts: 0,
+            timeout: Duration::from_secs(5),
+            headers: Vec::new(),
+        })]));
+        hooks.answer_next(429, Some(retry_after));
+        let now = unix_now();
+        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+        n.flush(now);
+        assert_eq!(n.deliver_due(now).await, 0);
+        let e = n.outbox().unwrap().remove(0);
+        assert_eq!(
+            e.next_attempt_at,
+            e.created_at + 600 + 1,
+            "Retry-After {retry_after}: {e:?}"
+        );
+        assert_eq!(n.deliver_due(now + 1).await, 0, "not due again at once");
+        assert_eq!(hooks.received().len(), 1);
+        assert_eq!(n.deliver_due(e.next_attempt_at).await, 0);
+        assert!(n.outbox().unwrap().is_empty(), "given up at its age");
+        assert_eq!(hooks.received().len(), 1);
+        assert!(encode(&metrics).contains("result=\"given_up\"} 1"));
+    }
+}
+
+/// Telegram's `retry_after` (in the 429 body) is bounded the same way.
+#[tokio::test]
+async fn a_huge_telegram_retry_after_is_bounded_by_the_give_up_age() {
+    let tg = TelegramPeer::start().await;
+    let (n, _metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
+    tg.fail_next(1, Fail::RetryAfter(u32::MAX));
+    let now = unix_now();
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+    n.flush(now);
+    assert_eq!(n.deliver_due(now).await, 0);
+    let e = n.outbox().unwrap().remove(0);
+    assert_eq!(e.next_attempt_at, e.created_at + 601, "{e:?}");
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::alert::Notification;
 use crate::delivery::{Rendered, SendError};
-use crate::retry::{RetryAction, classify_status};
+use crate::retry::{RetryAction, classify_status, parse_retry_after};
 
 /// One configured destination. The outbox calls `send`; `progress` counts
 /// parts already acknowledged (persisted by the outbox between attempts), so
@@ -72,17 +72,17 @@ pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
     }
 }
 
-/// The `Retry-After` header as seconds (the HTTP-date form is ignored: the
-/// backoff covers it).
+/// The `Retry-After` header as a delay from now, clamped (see
+/// [`parse_retry_after`]).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    retry_after_at(headers, crate::notifier::unix_now())
+}
+
+/// [`retry_after`] at `now` (Unix seconds): seconds or an HTTP-date, clamped
+/// to [0, [`crate::retry::MAX_RETRY_AFTER`]].
+fn retry_after_at(headers: &reqwest::header::HeaderMap, now: i64) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, now)
 }
 
 /// Classifies an HTTP response; on failure includes the start of the body.
@@ -113,15 +113,24 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_only() {
+    fn retry_after_reads_seconds_and_dates_clamped() {
+        let now = 1_700_000_000;
         let mut h = reqwest::header::HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after_at(&h, now), None);
         h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after_at(&h, now), Some(Duration::from_secs(7)));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(
             reqwest::header::RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+            "Tue, 14 Nov 2023 22:13:30 GMT".parse().unwrap(),
         );
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after_at(&h, now), Some(Duration::from_secs(10)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "18446744073709551615".parse().unwrap(),
+        );
+        assert_eq!(retry_after_at(&h, now), Some(crate::retry::MAX_RETRY_AFTER));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after_at(&h, now), None);
     }
 }

@@ -77,6 +77,8 @@ pub struct TelegramChannel {
     poll_bot: Bot,
     /// When the last paced call finished.
     last: Mutex<Option<Instant>>,
+    /// The bot's @username (from `getMe`), once asked.
+    username: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for TelegramChannel {
@@ -222,12 +224,42 @@ impl TelegramChannel {
             bot,
             poll_bot,
             last: Mutex::new(None),
+            username: std::sync::OnceLock::new(),
         })
     }
 
     /// The configured chat.
     pub fn chat_id(&self) -> i64 {
         self.config.chat_id
+    }
+
+    /// The bot's @username (without the `@`), asked once with `getMe` and
+    /// then remembered: chat commands addressed `/cmd@name` to another bot
+    /// are not obeyed. Not paced.
+    pub async fn username(&self) -> Result<String, SendError> {
+        if let Some(name) = self.username.get() {
+            return Ok(name.clone());
+        }
+        let name = match self.bot.get_me().await {
+            Ok(me) => me.user.username.clone(),
+            // An answer teloxide cannot parse (a field it requires missing)
+            // still names the bot.
+            Err(e) => match accepted_result(&e) {
+                Some(v) => v
+                    .get("username")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string),
+                None => return Err(map_error(&e, &self.config.token)),
+            },
+        }
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| SendError::permanent("telegram: getMe returned no username"))?;
+        Ok(self.username.get_or_init(|| name).clone())
+    }
+
+    /// The bot's @username if [`Self::username`] has learnt it.
+    pub fn known_username(&self) -> Option<&str> {
+        self.username.get().map(String::as_str)
     }
 
     /// Runs one call at least `min_interval` after the previous one ended.

@@ -10,6 +10,13 @@ impl Notifier {
         let (Some(bot), Some(cfg)) = (&self.inner.bot, &self.inner.config.bot) else {
             return true;
         };
+        // Commands addressed to a bot by name are obeyed only if it is this
+        // one: learn the name before reading commands (refused until known).
+        if bot.known_username().is_none()
+            && let Err(e) = bot.username().await
+        {
+            tracing::warn!(error = %e.message, "Telegram getMe failed; commands addressed to a bot by name are ignored until it succeeds.");
+        }
         let offset = self.state().bot_offset;
         let updates = match bot.updates(offset, cfg.poll_timeout_secs).await {
             Ok(u) => u,
@@ -224,9 +231,12 @@ impl Notifier {
         }
     }
 
-    /// Handles a chat message; returns the reply (HTML), if any.
+    /// Handles a chat message; returns the reply (HTML), if any. A command
+    /// addressed to another bot (`/silence@other_bot`), or to any bot by
+    /// name while this bot's name is unknown, gets no reply and does nothing.
     pub fn command(&self, text: &str, user_id: u64, now: i64) -> Option<String> {
-        let cmd = match command::parse(text) {
+        let me = self.inner.bot.as_ref().and_then(|b| b.known_username());
+        let cmd = match command::parse(text, me) {
             Ok(None) => return None,
             Ok(Some(c)) => c,
             Err(e) => return Some(escape(&e.to_string())),
@@ -248,17 +258,18 @@ impl Notifier {
                 comment,
             } => {
                 let shown: Vec<String> = matchers.iter().map(|m| m.to_string()).collect();
+                let ends_at = now.saturating_add(duration_secs);
                 match self.add_silence(
                     matchers,
                     now,
-                    now + duration_secs,
+                    ends_at,
                     &format!("telegram:{user_id}"),
                     &comment,
                 ) {
                     Ok(id) => format!(
                         "🔕 Silenced <code>{}</code> until {} (id <code>{}</code>).",
                         escape(&shown.join(", ")),
-                        escape(&crate::alert::rfc3339(now + duration_secs)),
+                        escape(&crate::alert::rfc3339(ends_at)),
                         escape(&id)
                     ),
                     Err(e) => escape(&e.to_string()),

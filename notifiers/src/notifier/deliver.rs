@@ -45,7 +45,7 @@ impl Notifier {
             let m = &self.inner.metrics;
             m.outbox_depth.set(depth as i64);
             m.outbox_oldest_age
-                .set(oldest.map_or(0, |t| (now - t).max(0)));
+                .set(oldest.map_or(0, |t| now.saturating_sub(t).max(0)));
         }
     }
 
@@ -69,10 +69,11 @@ impl Notifier {
             .get(&e.target)
             .map(|t| t.receiver.clone())
             .unwrap_or_else(|| e.target.clone());
-        if now - e.created_at > inner.config.give_up_after_secs {
+        let age = now.saturating_sub(e.created_at);
+        if age > inner.config.give_up_after_secs {
             let reason = format!(
                 "undelivered after {} s and {} attempts (last error: {})",
-                now - e.created_at,
+                age,
                 e.attempts,
                 e.last_error.as_deref().unwrap_or("none")
             );
@@ -136,8 +137,13 @@ impl Notifier {
                             rand::random::<f64>(),
                             after,
                         );
-                        e.next_attempt_at = now + (delay.as_secs_f64().ceil() as i64).max(1);
-                        tracing::warn!(target = %e.target, attempt = e.attempts, retry_in_s = e.next_attempt_at - now, error = %err.message, "Delivery failed; will retry.");
+                        // The first second at which the age check above gives it up.
+                        let give_up_at = e
+                            .created_at
+                            .saturating_add(inner.config.give_up_after_secs)
+                            .saturating_add(1);
+                        e.next_attempt_at = crate::retry::next_attempt_at(now, delay, give_up_at);
+                        tracing::warn!(target = %e.target, attempt = e.attempts, retry_in_s = e.next_attempt_at.saturating_sub(now), error = %err.message, "Delivery failed; will retry.");
                         if let Err(s) = inner.store.reschedule(&e) {
                             self.store_error("rescheduling a delivery", &s);
                         }
@@ -211,7 +217,11 @@ impl Notifier {
                 let now = unix_now();
                 let (_, next) = me.flush(now);
                 let wait = next
-                    .map(|t| Duration::from_secs((t - now).clamp(0, IDLE.as_secs() as i64) as u64))
+                    .map(|t| {
+                        Duration::from_secs(
+                            t.saturating_sub(now).clamp(0, IDLE.as_secs() as i64) as u64
+                        )
+                    })
                     .unwrap_or(IDLE);
                 tokio::select! {
                     _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
@@ -228,7 +238,7 @@ impl Notifier {
                 let now = unix_now();
                 me.deliver_due(now).await;
                 // Pruning scans the dedup tables and commits: hourly is enough.
-                if now - pruned_at >= PRUNE_EVERY_SECS {
+                if now.saturating_sub(pruned_at) >= PRUNE_EVERY_SECS {
                     pruned_at = now;
                     if let Err(e) = me.inner.store.prune(now - DEDUP_RETENTION_SECS) {
                         me.store_error("pruning delivered ids", &e);
@@ -237,7 +247,9 @@ impl Notifier {
                 let next = me.inner.store.next_due().ok().flatten();
                 let wait = next
                     .map(|t| {
-                        Duration::from_secs((t - unix_now()).clamp(0, IDLE.as_secs() as i64) as u64)
+                        Duration::from_secs(
+                            t.saturating_sub(unix_now()).clamp(0, IDLE.as_secs() as i64) as u64,
+                        )
                     })
                     .unwrap_or(IDLE);
                 if next.is_some_and(|t| t <= unix_now()) {
