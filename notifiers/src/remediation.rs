@@ -1655,7 +1655,7 @@ mod tests {
             expires_secs: 900,
             approvers: vec![42],
         });
-        let p = plan(&[approval], &mut g, &firing(), 1000).unwrap();
+        let p = plan(&[approval], &mut Governor::new(10, 60), &firing(), 1000).unwrap();
         let Some(Delivery::Approval(req)) = &p[0].enqueue else {
             panic!("expected an approval request")
         };
