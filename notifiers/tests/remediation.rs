@@ -381,11 +381,14 @@ async fn a_huge_error_answer_is_cut() {
     assert!(e.message.contains("HTTP 502"), "{e}");
 }
 
+/// A request as a receiver saw it: method, path and query, headers, body.
+type Captured = (String, String, Vec<(String, String)>, String);
+
 /// The Python verifier shipped in `examples/verify_remediation.py` (and shown
 /// in the README) accepts what `call` really sends, and rejects it altered.
 #[tokio::test]
 async fn the_python_verifier_accepts_a_real_call_and_rejects_an_altered_one() {
-    let captured: Arc<Mutex<Vec<(String, String, Vec<(String, String)>, String)>>> = Arc::default();
+    let captured: Arc<Mutex<Vec<Captured>>> = Arc::default();
     let log = Arc::clone(&captured);
     let app = axum::Router::new().fallback(
         move |method: axum::http::Method,
