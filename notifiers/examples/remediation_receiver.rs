@@ -1,5 +1,7 @@
-//! A remediation receiver that verifies prognos's signed calls, prints each
-//! verified one and rejects the rest (forged, altered, stale, replayed).
+//! A remediation receiver that verifies prognos's signed calls (scheme `v1`,
+//! see `prognos_notifiers::signature`), prints each verified one and rejects
+//! the rest (forged, altered, stale, replayed, without an idempotency key).
+//! `verify_remediation.py` beside it does the same check in Python.
 //!
 //! ```text
 //! cargo run -p prognos-notifiers --example remediation_receiver -- \
@@ -17,7 +19,7 @@ const USAGE: &str =
 struct Args {
     listen: String,
     secret_file: String,
-    tolerance: i64,
+    tolerance: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,9 +51,10 @@ fn parse_args() -> Result<Args, String> {
 
 fn print_call(v: Verified) -> serde_json::Value {
     println!(
-        "verified call: path={} idempotency-key={} timestamp={} body={}",
+        "verified call: {} {} idempotency-key={} timestamp={} body={}",
+        v.method,
         v.path,
-        v.idempotency_key.as_deref().unwrap_or("-"),
+        v.idempotency_key,
         v.timestamp,
         String::from_utf8_lossy(&v.body)
     );

@@ -5,6 +5,17 @@
 //!
 //! Everything here is pure except [`call`]: the delivery worker persists the
 //! records and the planned deliveries in the store and performs the calls.
+//!
+//! What is sent ([`RemediationCall`], kept in the outbox: URL, configured
+//! headers, body) is kept apart from what is shown ([`AuditedCall`], in the
+//! audit log, the API and the approval message: action, method, redacted URL
+//! and body, never headers). Every error that names the URL redacts it with
+//! [`redact_url`].
+//!
+//! A body template is escaped for its content type ([`BodyType`]), taken
+//! from the action's `Content-Type` header or, without one, inferred from
+//! the template: JSON values are JSON-escaped, form values percent-encoded,
+//! and placeholders are refused in any other type.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,14 +28,23 @@ use crate::alert::{AlertInfo, KeyValues, Status, rfc3339};
 use crate::delivery::SendError;
 use crate::matcher::{Matcher, all_match};
 use crate::retry::{RetryAction, classify_status};
-use crate::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+use crate::secret::{EXCERPT_CHARS, excerpt, redact_url, redact_url_str};
+use crate::signature::{SIGNATURE_HEADER, SignedRequest, TIMESTAMP_HEADER, sign};
 use crate::store::Delivery;
 
-/// Header carrying the audit id, so a receiver recognises a retried call.
-pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Header carrying the audit id, so a receiver recognises a retried call
+/// (signed: see [`crate::signature`]).
+pub use crate::signature::IDEMPOTENCY_HEADER;
 
 /// How much of a request body the approval message shows, in characters.
 const APPROVAL_BODY_CHARS: usize = 1500;
+
+/// How much of a failed call's response body is read and kept in the
+/// error, in bytes: enough for the receiver's reason, bounded whatever it sends.
+const ERROR_BODY_BYTES: usize = 4096;
+
+/// How much of that response body the error quotes, in characters.
+const ERROR_BODY_CHARS: usize = 200;
 
 /// A remediation action: a webhook bound to alerts by label matchers.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +80,21 @@ pub struct ApprovalPolicy {
     pub approvers: Vec<u64>,
 }
 
+impl Action {
+    /// The action's configured `Content-Type` header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How its body template is escaped (see [`BodyType::resolve`]).
+    pub fn body_type(&self) -> Result<BodyType, TemplateError> {
+        BodyType::resolve(self.content_type(), &self.body_template)
+    }
+}
+
 /// A body template that cannot be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -78,11 +113,91 @@ pub enum TemplateError {
         at: usize,
     },
     /// A JSON template that does not render to valid JSON.
-    #[error("template looks like JSON but does not render to valid JSON: {message}")]
+    #[error("the JSON body template does not render to valid JSON: {message}")]
     InvalidJson {
         /// The parser's complaint.
         message: String,
     },
+    /// Placeholders in a body whose content type prognos cannot escape
+    /// values for, so a label value could change its structure.
+    #[error(
+        "placeholders are not allowed in a '{content_type}' body (values cannot be escaped for it): set the Content-Type header to application/json or application/x-www-form-urlencoded, or use a body without placeholders"
+    )]
+    UnescapableContentType {
+        /// The configured content type (cut to a bounded length).
+        content_type: String,
+    },
+    /// Placeholders in a body that is not JSON, without a `Content-Type`
+    /// header saying how to escape them.
+    #[error(
+        "a body with placeholders that is not JSON needs a Content-Type header, application/json or application/x-www-form-urlencoded, so values are escaped for it"
+    )]
+    NoContentType,
+}
+
+/// How values are inserted into a body template: escaped for the body's
+/// content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyType {
+    /// `application/json` or any `…+json`: values are JSON-escaped inside
+    /// string literals and quoted outside them (`$value` as a number).
+    Json,
+    /// `application/x-www-form-urlencoded`: each value is percent-encoded
+    /// (form style), so it cannot add a parameter (`&`) or a value (`=`).
+    Form,
+    /// Any other type: sent as written, placeholders refused — prognos
+    /// cannot know what a value would mean to the receiver (a `text/plain`
+    /// body may well be parsed as a form), so it inserts none.
+    Verbatim,
+}
+
+impl BodyType {
+    /// The body type for a `Content-Type` header value (parameters such as
+    /// `charset` ignored), or, without one, for the template: JSON if it
+    /// looks like JSON (starts with `{` or `[`), verbatim if it has no
+    /// placeholders, otherwise [`TemplateError::NoContentType`]. A content
+    /// type other than JSON or form with placeholders is
+    /// [`TemplateError::UnescapableContentType`].
+    pub fn resolve(content_type: Option<&str>, template: &str) -> Result<Self, TemplateError> {
+        let placeholders = template.contains("{{");
+        let Some(ct) = content_type else {
+            return if is_json(template) {
+                Ok(BodyType::Json)
+            } else if placeholders {
+                Err(TemplateError::NoContentType)
+            } else {
+                Ok(BodyType::Verbatim)
+            };
+        };
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+        {
+            Ok(BodyType::Json)
+        } else if essence == "application/x-www-form-urlencoded" {
+            Ok(BodyType::Form)
+        } else if placeholders {
+            Err(TemplateError::UnescapableContentType {
+                content_type: excerpt(ct, EXCERPT_CHARS),
+            })
+        } else {
+            Ok(BodyType::Verbatim)
+        }
+    }
+
+    /// The `Content-Type` sent when the action configures none.
+    pub fn default_content_type(self) -> &'static str {
+        match self {
+            BodyType::Json => "application/json",
+            BodyType::Form => "application/x-www-form-urlencoded",
+            BodyType::Verbatim => "text/plain; charset=utf-8",
+        }
+    }
 }
 
 /// One piece of a parsed template.
@@ -126,14 +241,13 @@ fn parse_var(inner: &str) -> Result<Var<'_>, TemplateError> {
         }
     };
     var.ok_or_else(|| TemplateError::UnknownPlaceholder {
-        placeholder: inner.to_string(),
+        placeholder: excerpt(inner, EXCERPT_CHARS),
     })
 }
 
 /// Splits a template into text and placeholders, tracking (for JSON
 /// templates) whether each placeholder lies inside a string literal.
-fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
-    let json = is_json(template);
+fn parse(template: &str, json: bool) -> Result<Vec<Piece<'_>>, TemplateError> {
     let mut pieces = Vec::new();
     let mut in_string = false;
     let mut escaped = false;
@@ -183,17 +297,25 @@ fn json_escape(s: &str) -> String {
 
 /// Renders a body template with `{{ $labels.NAME }}`, `{{ $annotations.NAME }}`,
 /// `{{ $value }}`, `{{ $alertname }}`, `{{ $fingerprint }}`, `{{ $status }}`
-/// (a missing label or annotation renders empty).
+/// (a missing label or annotation renders empty), each value escaped for
+/// `body_type`:
 ///
-/// When the template is JSON (starts with `{` or `[` after trimming), values
-/// are JSON-escaped so untrusted label values cannot break out of a string or
-/// inject fields: inside a string literal the escaped characters are inserted;
-/// outside one, a quoted JSON string (and `$value` as a number, `null` if not
-/// finite). Otherwise values are inserted as they are.
-pub fn render_body(template: &str, alert: &AlertInfo) -> Result<String, TemplateError> {
-    let json = is_json(template);
+/// - [`BodyType::Json`]: values are JSON-escaped so untrusted label values
+///   cannot break out of a string or inject fields: inside a string literal
+///   the escaped characters are inserted; outside one, a quoted JSON string
+///   (and `$value` as a number, `null` if not finite);
+/// - [`BodyType::Form`]: values are percent-encoded (`&` → `%26`, `=` →
+///   `%3D`, space → `+`), so they cannot add parameters;
+/// - [`BodyType::Verbatim`]: any placeholder is
+///   [`TemplateError::UnescapableContentType`].
+pub fn render_body(
+    template: &str,
+    body_type: BodyType,
+    alert: &AlertInfo,
+) -> Result<String, TemplateError> {
+    let json = body_type == BodyType::Json;
     let mut out = String::with_capacity(template.len() + 64);
-    for piece in parse(template)? {
+    for piece in parse(template, json)? {
         let (var, in_string) = match piece {
             Piece::Text(t) => {
                 out.push_str(t);
@@ -223,21 +345,35 @@ pub fn render_body(template: &str, alert: &AlertInfo) -> Result<String, Template
                 Status::Resolved => "resolved".to_string(),
             },
         };
-        match (json, in_string) {
-            (false, _) => out.push_str(&text),
-            (true, true) => out.push_str(&json_escape(&text)),
-            (true, false) => out.push_str(&serde_json::Value::String(text).to_string()),
+        match (body_type, in_string) {
+            (BodyType::Json, true) => out.push_str(&json_escape(&text)),
+            (BodyType::Json, false) => {
+                out.push_str(&serde_json::Value::String(text).to_string());
+            }
+            (BodyType::Form, _) => {
+                out.extend(url::form_urlencoded::byte_serialize(text.as_bytes()))
+            }
+            (BodyType::Verbatim, _) => {
+                return Err(TemplateError::UnescapableContentType {
+                    content_type: BodyType::Verbatim.default_content_type().to_string(),
+                });
+            }
         }
     }
     Ok(out)
 }
 
-/// Checks a template at configuration load: known placeholders, closed
-/// braces, and (for a JSON template) that it renders to valid JSON, also with
-/// hostile label values.
-pub fn check_template(template: &str) -> Result<(), TemplateError> {
-    parse(template)?;
-    if is_json(template) {
+/// Checks a body template at configuration load and returns how it will be
+/// escaped: its body type ([`BodyType::resolve`] from the `Content-Type`
+/// header, if configured), known placeholders, closed braces, and (for a
+/// JSON body) that it renders to valid JSON, also with hostile label values.
+pub fn check_template(
+    template: &str,
+    content_type: Option<&str>,
+) -> Result<BodyType, TemplateError> {
+    let body_type = BodyType::resolve(content_type, template)?;
+    let pieces = parse(template, body_type == BodyType::Json)?;
+    if body_type == BodyType::Json {
         let hostile = "\"},\\\n{\"x\":1";
         let labels: KeyValues = [("alertname".to_string(), "Check".to_string())].into();
         let mut probe = AlertInfo {
@@ -252,7 +388,7 @@ pub fn check_template(template: &str) -> Result<(), TemplateError> {
             explanation: None,
         };
         // Every label and annotation the template names gets the hostile value.
-        for piece in parse(template)? {
+        for piece in pieces {
             match piece {
                 Piece::Var {
                     var: Var::Label(n), ..
@@ -268,18 +404,21 @@ pub fn check_template(template: &str) -> Result<(), TemplateError> {
                 _ => {}
             }
         }
-        let body = render_body(template, &probe)?;
+        let body = render_body(template, body_type, &probe)?;
         serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
             TemplateError::InvalidJson {
                 message: e.to_string(),
             }
         })?;
     }
-    Ok(())
+    Ok(body_type)
 }
 
-/// One planned HTTP call of an action, as stored in the outbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One planned HTTP call of an action, as stored in the outbox: everything
+/// needed to send it, including the configured headers and the URL with any
+/// credentials. Never shown: the audit log and the API get an
+/// [`AuditedCall`], and `Debug` redacts the URL and omits header values.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemediationCall {
     /// The audit record's id, sent as the idempotency key.
     pub audit_id: String,
@@ -289,10 +428,58 @@ pub struct RemediationCall {
     pub url: String,
     /// HTTP method.
     pub method: String,
-    /// Configured headers.
+    /// Configured headers (with the `Content-Type` for the body type).
     pub headers: Vec<(String, String)>,
     /// The rendered body.
     pub body: String,
+}
+
+impl std::fmt::Debug for RemediationCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemediationCall")
+            .field("audit_id", &self.audit_id)
+            .field("action", &self.action)
+            .field("url", &redact_url_str(&self.url))
+            .field("method", &self.method)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+/// What the audit log, the API and the approval message show of a call: the
+/// action, the method, the URL without user info or sensitive query values
+/// ([`redact_url`]) and the body — never the configured headers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditedCall {
+    /// The action's name.
+    pub action: String,
+    /// HTTP method.
+    pub method: String,
+    /// Where it calls, redacted (also when read from a record stored
+    /// before redaction existed).
+    #[serde(deserialize_with = "deserialize_redacted_url")]
+    pub url: String,
+    /// The rendered body.
+    pub body: String,
+}
+
+fn deserialize_redacted_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|u| redact_url_str(&u))
+}
+
+impl From<&RemediationCall> for AuditedCall {
+    fn from(c: &RemediationCall) -> Self {
+        AuditedCall {
+            action: c.action.clone(),
+            method: c.method.clone(),
+            url: redact_url_str(&c.url),
+            body: c.body.clone(),
+        }
+    }
 }
 
 /// A request for a human decision, sent to Telegram.
@@ -351,8 +538,9 @@ pub struct AuditRecord {
     pub decided_by: Option<String>,
     /// When it was decided.
     pub decided_at: Option<i64>,
-    /// The call (rendered), if one was made or would have been.
-    pub request: Option<RemediationCall>,
+    /// The call (rendered, URL redacted, no headers), if one was made or
+    /// would have been.
+    pub request: Option<AuditedCall>,
     /// The outcome, e.g. `HTTP 200` or an error.
     pub result: Option<String>,
     /// When the call finished.
@@ -490,7 +678,7 @@ fn reason(alert: &AlertInfo) -> String {
         .unwrap_or_else(|| alert.name().to_string())
 }
 
-fn approval_html(record: &AuditRecord, call: &RemediationCall, expires_at: i64) -> String {
+fn approval_html(record: &AuditRecord, call: &AuditedCall, expires_at: i64) -> String {
     use crate::telegram::{escape, line, message};
     let labels = record
         .alert
@@ -515,6 +703,27 @@ fn approval_html(record: &AuditRecord, call: &RemediationCall, expires_at: i64) 
         format!("<pre>{}</pre>", escape(&body)),
     ];
     message(&lines)
+}
+
+/// The call `action` makes with `body` under the audit id `id`: its URL,
+/// method and headers, with a `Content-Type` for its body type unless one
+/// is configured.
+fn outgoing(action: &Action, id: String, body: String) -> Result<RemediationCall, TemplateError> {
+    let mut headers = action.headers.clone();
+    if action.content_type().is_none() {
+        headers.push((
+            "Content-Type".to_string(),
+            action.body_type()?.default_content_type().to_string(),
+        ));
+    }
+    Ok(RemediationCall {
+        audit_id: id,
+        action: action.name.clone(),
+        url: action.url.to_string(),
+        method: action.method.clone(),
+        headers,
+        body,
+    })
 }
 
 /// What to do for an alert transition: the actions bound to it (all
@@ -545,14 +754,8 @@ pub fn plan(
     let mut calls = Vec::with_capacity(bound.len());
     for a in &bound {
         let id = audit_id(&a.name, &fingerprint, alert.starts_at, alert.status);
-        calls.push(RemediationCall {
-            audit_id: id,
-            action: a.name.clone(),
-            url: a.url.to_string(),
-            method: a.method.clone(),
-            headers: a.headers.clone(),
-            body: render_body(&a.body_template, alert)?,
-        });
+        let body = render_body(&a.body_template, a.body_type()?, alert)?;
+        calls.push(outgoing(a, id, body)?);
     }
     let mut out = Vec::with_capacity(bound.len());
     for (a, call) in bound.into_iter().zip(calls) {
@@ -565,7 +768,7 @@ pub fn plan(
             status: AuditStatus::Approved,
             decided_by: None,
             decided_at: None,
-            request: Some(call.clone()),
+            request: Some(AuditedCall::from(&call)),
             result: None,
             finished_at: None,
             refusals: Vec::new(),
@@ -594,7 +797,7 @@ pub fn plan(
                     Some(Delivery::Approval(ApprovalRequest {
                         audit_id: record.id.clone(),
                         action: a.name.clone(),
-                        html: approval_html(&record, &call, expires_at),
+                        html: approval_html(&record, &AuditedCall::from(&call), expires_at),
                         expires_at,
                     }))
                 }
@@ -635,6 +838,10 @@ pub enum Refusal {
     /// The record does not belong to the action or has no request.
     #[error("unknown remediation request")]
     Unknown,
+    /// The action's method or URL changed (a configuration reload) since the
+    /// request was shown to the approvers: what they saw is not what would run.
+    #[error("the action changed since this request was made; not called")]
+    Changed,
 }
 
 fn who(user_id: u64, username: Option<&str>) -> String {
@@ -684,8 +891,16 @@ pub fn decide(
     ) {
         return Err(Refusal::Expired);
     }
-    let Some(call) = record.request.clone() else {
+    let Some(shown) = &record.request else {
         return Err(Refusal::Unknown);
+    };
+    // The call is rebuilt from the configuration (the record keeps no
+    // headers); it must still be the one the approvers were shown.
+    if shown.method != action.method || shown.url != redact_url(&action.url) {
+        return Err(Refusal::Changed);
+    }
+    let Ok(call) = outgoing(action, record.id.clone(), shown.body.clone()) else {
+        return Err(Refusal::Changed);
     };
     record.decided_by = Some(user);
     record.decided_at = Some(now);
@@ -730,21 +945,63 @@ fn retry_after(value: &str, now: i64) -> Option<Duration> {
     crate::retry::parse_retry_after(value, now)
 }
 
-/// Performs a call: the body signed with [`sign`]`(secret, now, body)` in
-/// [`SIGNATURE_HEADER`] and [`TIMESTAMP_HEADER`], `Idempotency-Key: <audit_id>`,
-/// the configured headers (which cannot override those three), the method,
-/// and the client's timeout. The status is classified with
-/// [`classify_status`] (with `Retry-After`). Returns the HTTP status on success.
+/// Reads at most `max` bytes of a response body (what a failed call's error
+/// quotes), however much the receiver sends.
+async fn read_prefix(mut resp: reqwest::Response, max: usize) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < max {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(max - buf.len());
+                buf.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Performs a call, signed with scheme `v1` (see [`crate::signature`]) over
+/// the method, the URL's path and query, `now`, the audit id and the body:
+/// [`SIGNATURE_HEADER`], [`TIMESTAMP_HEADER`] and
+/// [`IDEMPOTENCY_HEADER`]`: <audit_id>`, then the configured headers (which
+/// cannot override those three), the method, and the client's timeout. The
+/// status is classified with [`classify_status`] (with `Retry-After`).
+/// Returns the HTTP status on success. Errors name the URL only redacted
+/// ([`redact_url`]) and quote at most [`ERROR_BODY_CHARS`] of the answer.
 pub async fn call(
     client: &reqwest::Client,
     c: &RemediationCall,
     secret: &[u8],
     now: i64,
 ) -> Result<u16, SendError> {
-    let method = reqwest::Method::from_bytes(c.method.as_bytes())
-        .map_err(|_| SendError::permanent(format!("invalid HTTP method '{}'", c.method)))?;
-    let url = url::Url::parse(&c.url)
-        .map_err(|e| SendError::permanent(format!("invalid URL '{}': {e}", c.url)))?;
+    let method = reqwest::Method::from_bytes(c.method.as_bytes()).map_err(|_| {
+        SendError::permanent(format!(
+            "remediation {}: invalid HTTP method '{}'",
+            c.action,
+            excerpt(&c.method, EXCERPT_CHARS)
+        ))
+    })?;
+    let url = url::Url::parse(&c.url).map_err(|e| {
+        SendError::permanent(format!(
+            "remediation {}: invalid URL '{}': {e}",
+            c.action,
+            redact_url_str(&c.url)
+        ))
+    })?;
+    let shown = redact_url(&url);
+    // What goes on the request line, and so what the receiver verifies.
+    let path = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();
+    let signature = sign(
+        secret,
+        &SignedRequest {
+            method: method.as_str(),
+            path: &path,
+            timestamp: now,
+            idempotency_key: &c.audit_id,
+            body: c.body.as_bytes(),
+        },
+    );
     let reserved = [SIGNATURE_HEADER, TIMESTAMP_HEADER, IDEMPOTENCY_HEADER];
     let mut req = client.request(method, url);
     let mut has_content_type = false;
@@ -756,26 +1013,30 @@ pub async fn call(
         req = req.header(k.as_str(), v.as_str());
     }
     if !has_content_type {
+        // Calls queued before plans added the Content-Type themselves.
         let ct = if is_json(&c.body) {
-            "application/json"
+            BodyType::Json
         } else {
-            "text/plain; charset=utf-8"
+            BodyType::Verbatim
         };
-        req = req.header("Content-Type", ct);
+        req = req.header("Content-Type", ct.default_content_type());
     }
     let resp = req
-        .header(SIGNATURE_HEADER, sign(secret, now, c.body.as_bytes()))
+        .header(SIGNATURE_HEADER, signature)
         .header(TIMESTAMP_HEADER, now.to_string())
         .header(IDEMPOTENCY_HEADER, c.audit_id.as_str())
         .body(c.body.clone())
         .send()
         .await
         .map_err(|e| {
+            // reqwest's errors carry the full URL; ours names it redacted.
+            let e = e.without_url();
+            let message = format!("remediation {} to {shown}: {e}", c.action);
             // Connection failures and timeouts may pass; a malformed request will not.
             if e.is_builder() {
-                SendError::permanent(format!("remediation {}: {e}", c.action))
+                SendError::permanent(message)
             } else {
-                SendError::retry(format!("remediation {} to {}: {e}", c.action, c.url))
+                SendError::retry(message)
             }
         })?;
     let status = resp.status().as_u16();
@@ -790,9 +1051,9 @@ pub async fn call(
     if action == RetryAction::Successful || status == 409 {
         return Ok(status);
     }
-    let text = resp.text().await.unwrap_or_default();
-    let mut message = format!("remediation {} to {}: HTTP {status}", c.action, c.url);
-    let snippet: String = text.trim().chars().take(200).collect();
+    let text = read_prefix(resp, ERROR_BODY_BYTES).await;
+    let mut message = format!("remediation {} to {shown}: HTTP {status}", c.action);
+    let snippet = excerpt(text.trim(), ERROR_BODY_CHARS);
     if !snippet.is_empty() {
         let _ = write!(message, ": {snippet}");
     }
@@ -848,15 +1109,17 @@ mod tests {
         }
     }
 
+    const FORM: &str = "application/x-www-form-urlencoded";
+
     #[test]
     fn templates_render_every_placeholder() {
         let a = firing();
-        let t = "{{ $alertname }} on {{$labels.instance}} is {{ $status }} ({{ $value }}), {{ $annotations.summary }} [{{ $fingerprint }}] {{ $labels.missing }}.";
-        let out = render_body(t, &a).unwrap();
+        let t = "\"{{ $alertname }} on {{$labels.instance}} is {{ $status }} ({{ $value }}), {{ $annotations.summary }} [{{ $fingerprint }}] {{ $labels.missing }}.\"";
+        let out = render_body(t, BodyType::Json, &a).unwrap();
         assert_eq!(
             out,
             format!(
-                "MesQueueBacklogSoon on node-1 is firing (3600.5), Queue <fills> soon [{}] .",
+                "\"MesQueueBacklogSoon on node-1 is firing (3600.5), Queue <fills> soon [{}] .\"",
                 a.fingerprint()
             )
         );
@@ -875,7 +1138,7 @@ mod tests {
             a.annotations
                 .insert("summary".to_string(), hostile.to_string());
             let t = r#"{"host":"{{ $labels.instance }}","bare":{{ $annotations.summary }},"v":{{ $value }}}"#;
-            let body = render_body(t, &a).unwrap();
+            let body = render_body(t, BodyType::Json, &a).unwrap();
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             let obj = v.as_object().unwrap();
             assert_eq!(obj.len(), 3, "no injected fields: {body}");
@@ -883,25 +1146,35 @@ mod tests {
             assert_eq!(v["bare"], hostile);
             assert_eq!(v["v"], 3600.5);
         }
-        // Plain-text templates insert as is.
+        // Verbatim (e.g. text/plain) bodies take no values at all.
         a.labels.insert("instance".to_string(), "a\"b".to_string());
-        assert_eq!(
-            render_body("host={{ $labels.instance }}", &a).unwrap(),
-            "host=a\"b"
-        );
+        assert!(matches!(
+            render_body("host={{ $labels.instance }}", BodyType::Verbatim, &a),
+            Err(TemplateError::UnescapableContentType { .. })
+        ));
     }
 
     #[test]
     fn non_finite_values_are_null_outside_strings() {
         let mut a = firing();
         a.value = f64::NAN;
-        let body = render_body(r#"{"v":{{ $value }},"s":"{{ $value }}"}"#, &a).unwrap();
+        let body = render_body(
+            r#"{"v":{{ $value }},"s":"{{ $value }}"}"#,
+            BodyType::Json,
+            &a,
+        )
+        .unwrap();
         assert_eq!(body, r#"{"v":null,"s":"NaN"}"#);
     }
 
     #[test]
     fn unknown_placeholders_and_bad_json_are_named() {
-        let e = render_body("x {{ $labels.a }} {{ .Labels.b }}", &firing()).unwrap_err();
+        let e = render_body(
+            "x {{ $labels.a }} {{ .Labels.b }}",
+            BodyType::Form,
+            &firing(),
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             TemplateError::UnknownPlaceholder {
@@ -909,18 +1182,28 @@ mod tests {
             }
         );
         assert!(e.to_string().contains(".Labels.b"), "{e}");
-        let e = check_template("{{ $valu }}").unwrap_err();
+        let e = check_template("{{ $valu }}", Some(FORM)).unwrap_err();
         assert!(e.to_string().contains("$valu"), "{e}");
         assert_eq!(
-            check_template("a {{ $value").unwrap_err(),
+            check_template("a {{ $value", Some(FORM)).unwrap_err(),
             TemplateError::Unclosed { at: 2 }
         );
         assert!(matches!(
-            check_template(r#"{"a": {{ $value }}"#),
+            check_template(r#"{"a": {{ $value }}"#, None),
             Err(TemplateError::InvalidJson { .. })
         ));
-        check_template(r#"{"a":"{{ $labels.x }}","b":{{ $labels.y }}}"#).unwrap();
-        check_template("plain {{ $status }}").unwrap();
+        assert_eq!(
+            check_template(r#"{"a":"{{ $labels.x }}","b":{{ $labels.y }}}"#, None),
+            Ok(BodyType::Json)
+        );
+        assert_eq!(
+            check_template("plain {{ $status }}", None),
+            Err(TemplateError::NoContentType)
+        );
+        assert_eq!(
+            check_template("plain {{ $status }}", Some(FORM)),
+            Ok(BodyType::Form)
+        );
     }
 
     #[test]
@@ -1213,5 +1496,219 @@ mod tests {
         let max = Some(crate::retry::MAX_RETRY_AFTER);
         assert_eq!(retry_after("18446744073709551615", 0), max);
         assert_eq!(retry_after("99999999999", 0), max);
+    }
+
+    #[test]
+    fn form_bodies_percent_encode_so_a_label_cannot_add_a_parameter() {
+        let mut a = firing();
+        a.labels
+            .insert("service".to_string(), "shop&action=drop".to_string());
+        let t = "service={{ $labels.service }}&action=scale";
+        assert_eq!(check_template(t, Some(FORM)), Ok(BodyType::Form));
+        let body = render_body(t, BodyType::Form, &a).unwrap();
+        assert_eq!(body, "service=shop%26action%3Ddrop&action=scale");
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("service".to_string(), "shop&action=drop".to_string()),
+                ("action".to_string(), "scale".to_string()),
+            ]
+        );
+        // Through a plan, with the header as configured (any case).
+        let mut act = action("scale");
+        act.body_template = t.to_string();
+        act.headers = vec![("content-type".to_string(), FORM.to_string())];
+        act.matchers = crate::matcher::parse_matchers(r#"service=~".+""#).unwrap();
+        let p = plan(&[act], &mut Governor::default(), &a, 0).unwrap();
+        let Some(Delivery::Remediate(call)) = &p[0].enqueue else {
+            panic!("expected a call")
+        };
+        assert_eq!(call.body, body);
+        assert_eq!(
+            call.headers,
+            [("content-type".to_string(), FORM.to_string())]
+        );
+    }
+
+    #[test]
+    fn content_types_decide_the_escaping_and_unknown_ones_take_no_placeholders() {
+        let with = "service={{ $labels.service }}";
+        let cases: &[(Option<&str>, &str, Result<BodyType, ()>)] = &[
+            (
+                Some("application/json; charset=utf-8"),
+                "{{ $value }}",
+                Ok(BodyType::Json),
+            ),
+            (
+                Some("Application/Merge-Patch+JSON"),
+                "[]",
+                Ok(BodyType::Json),
+            ),
+            (
+                Some("application/x-www-form-urlencoded; charset=utf-8"),
+                with,
+                Ok(BodyType::Form),
+            ),
+            (Some("text/plain"), with, Err(())),
+            (Some("application/xml"), "<a>{{ $value }}</a>", Err(())),
+            (
+                Some("application/xml"),
+                "<restart/>",
+                Ok(BodyType::Verbatim),
+            ),
+            (Some("text/plain"), "restart", Ok(BodyType::Verbatim)),
+            (None, with, Err(())),
+            (None, "", Ok(BodyType::Verbatim)),
+            (None, r#"{"a":{{ $value }}}"#, Ok(BodyType::Json)),
+        ];
+        for (ct, template, want) in cases {
+            let got = check_template(template, *ct);
+            assert_eq!(
+                got.clone().map_err(|_| ()),
+                *want,
+                "{ct:?} {template:?}: {got:?}"
+            );
+        }
+        let e = check_template(with, Some("text/plain")).unwrap_err();
+        assert!(
+            e.to_string().contains("'text/plain'")
+                && e.to_string().contains("application/x-www-form-urlencoded"),
+            "{e}"
+        );
+        // Without a configured Content-Type, the call gets the one of its type.
+        let p = plan(&[action("restart")], &mut Governor::default(), &firing(), 0).unwrap();
+        let Some(Delivery::Remediate(call)) = &p[0].enqueue else {
+            panic!("expected a call")
+        };
+        assert_eq!(
+            call.headers,
+            [("Content-Type".to_string(), "application/json".to_string())]
+        );
+    }
+
+    const CANARIES: [&str; 5] = [
+        "CANARY-BEARER",
+        "CANARY-APIKEY",
+        "CANARY-PASS",
+        "CANARY-QUERYKEY",
+        "CANARY-USER",
+    ];
+
+    fn secret_action() -> Action {
+        let mut a = action("keyed-action");
+        a.url = url::Url::parse(
+            "http://CANARY-USER:CANARY-PASS@127.0.0.1:9/hook?api_key=CANARY-QUERYKEY&team=ops",
+        )
+        .unwrap();
+        a.headers = vec![
+            (
+                "Authorization".to_string(),
+                "Bearer CANARY-BEARER".to_string(),
+            ),
+            ("X-Api-Key".to_string(), "CANARY-APIKEY".to_string()),
+        ];
+        a
+    }
+
+    fn assert_no_canary(what: &str, text: &str) {
+        for c in CANARIES {
+            assert!(!text.contains(c), "{c} in {what}: {text}");
+        }
+    }
+
+    #[test]
+    fn the_audit_record_and_approval_show_no_secret_but_the_outbox_call_has_them() {
+        let mut g = Governor::new(10, 60);
+        let p = plan(&[secret_action()], &mut g, &firing(), 1000).unwrap();
+        let record = &p[0].record;
+        let json = serde_json::to_string(record).unwrap();
+        assert_no_canary("the audit JSON", &json);
+        assert_no_canary("the plan's Debug", &format!("{p:?}"));
+        let shown = record.request.as_ref().unwrap();
+        assert_eq!(
+            shown.url,
+            "http://REDACTED@127.0.0.1:9/hook?api_key=REDACTED&team=ops"
+        );
+        assert!(
+            json.contains(r#""method":"POST""#) && json.contains("keyed-action"),
+            "{json}"
+        );
+        assert!(
+            !json.contains("headers") && !json.contains("Authorization"),
+            "{json}"
+        );
+        // What is sent keeps what it needs.
+        let Some(Delivery::Remediate(call)) = &p[0].enqueue else {
+            panic!("expected a call")
+        };
+        assert!(call.url.contains("CANARY-PASS"));
+        assert!(
+            call.headers
+                .iter()
+                .any(|(_, v)| v == "Bearer CANARY-BEARER")
+        );
+
+        let mut approval = secret_action();
+        approval.approval = Some(ApprovalPolicy {
+            expires_secs: 900,
+            approvers: vec![42],
+        });
+        let p = plan(&[approval], &mut Governor::new(10, 60), &firing(), 1000).unwrap();
+        let Some(Delivery::Approval(req)) = &p[0].enqueue else {
+            panic!("expected an approval request")
+        };
+        assert_no_canary("the approval message", &req.html);
+        assert!(
+            req.html.contains("http://REDACTED@127.0.0.1:9/hook"),
+            "{}",
+            req.html
+        );
+    }
+
+    #[test]
+    fn records_stored_before_redaction_are_shown_redacted() {
+        let old = r#"{"audit_id":"x","action":"a","url":"http://u:CANARY-PASS@h/p?token=CANARY-QUERYKEY","method":"POST","headers":[["Authorization","Bearer CANARY-BEARER"]],"body":"{}"}"#;
+        let shown: AuditedCall = serde_json::from_str(old).unwrap();
+        assert_no_canary("an old record", &serde_json::to_string(&shown).unwrap());
+        assert_eq!(shown.url, "http://REDACTED@h/p?token=REDACTED");
+    }
+
+    #[test]
+    fn an_approval_rebuilds_the_call_from_the_configuration() {
+        let mut a = secret_action();
+        a.approval = Some(ApprovalPolicy {
+            expires_secs: 900,
+            approvers: vec![42],
+        });
+        let mut g = Governor::new(10, 60);
+        let mut r = plan(std::slice::from_ref(&a), &mut g, &firing(), 1000).unwrap()[0]
+            .record
+            .clone();
+        // The URL changed since the approvers saw it: refused.
+        let mut moved = a.clone();
+        moved.url = url::Url::parse("http://127.0.0.1:9/other").unwrap();
+        assert_eq!(
+            decide(&mut r, &moved, &mut g, 42, None, Decision::Approve, 1100),
+            Err(Refusal::Changed)
+        );
+        assert_eq!(r.status, AuditStatus::AwaitingApproval);
+        // A rotated header is fine: the call carries the current one.
+        a.headers[0].1 = "Bearer CANARY-BEARER-2".to_string();
+        let Ok(Some(Delivery::Remediate(call))) =
+            decide(&mut r, &a, &mut g, 42, None, Decision::Approve, 1100)
+        else {
+            panic!("expected a call")
+        };
+        assert_eq!(call.audit_id, r.id);
+        assert_eq!(call.url, a.url.to_string());
+        assert!(
+            call.headers
+                .iter()
+                .any(|(_, v)| v == "Bearer CANARY-BEARER-2")
+        );
+        assert_eq!(call.body, r.request.as_ref().unwrap().body);
     }
 }

@@ -423,7 +423,7 @@ impl NotifyStore {
 mod tests {
     use super::*;
     use crate::alert::{AlertInfo, Status};
-    use crate::remediation::{AuditStatus, RemediationCall};
+    use crate::remediation::{AuditStatus, AuditedCall};
 
     fn notification(key: &str) -> Notification {
         Notification {
@@ -604,12 +604,10 @@ mod tests {
             status: AuditStatus::Approved,
             decided_by: Some("policy".to_string()),
             decided_at: Some(at),
-            request: Some(RemediationCall {
-                audit_id: id.to_string(),
+            request: Some(AuditedCall {
                 action: "restart".to_string(),
                 url: "http://x/".to_string(),
                 method: "POST".to_string(),
-                headers: vec![],
                 body: "{}".to_string(),
             }),
             result: None,

@@ -167,6 +167,11 @@ impl Notifier {
                     (format!("Already decided ({s:?})."), None, Vec::new())
                 }
                 Err(Refusal::Unknown) => ("Unknown request.".to_string(), None, Vec::new()),
+                Err(Refusal::Changed) => (
+                    "The action changed since this request; not called.".to_string(),
+                    None,
+                    Vec::new(),
+                ),
             };
             let message_id = if edit.is_some() {
                 st.approvals.pending.remove(id).and_then(|p| p.message_id)

@@ -72,7 +72,13 @@ pub(super) fn remediation(
             );
         }
         let body = a.body.clone().unwrap_or_default();
-        if let Err(e) = check_template(&body) {
+        // The body is escaped for its Content-Type (or refused placeholders).
+        let content_type = a
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
+        if let Err(e) = check_template(&body, content_type) {
             report.at(
                 &format!("{ap}.body"),
                 "",
