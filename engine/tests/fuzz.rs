@@ -114,7 +114,8 @@ fn inputs(seeds: Vec<Vec<u8>>, tokens: &'static [&'static str]) -> BoxedStrategy
         (any::<usize>(), any::<u8>()).prop_map(|(a, m)| Edit::Flip(a, m | 1)),
         (any::<usize>(), insert).prop_map(|(a, b)| Edit::Insert(a, b)),
         (any::<usize>(), any::<usize>()).prop_map(|(a, l)| Edit::Delete(a, l)),
-        (any::<usize>(), any::<usize>(), any::<usize>()).prop_map(|(a, l, t)| Edit::Repeat(a, l, t)),
+        (any::<usize>(), any::<usize>(), any::<usize>())
+            .prop_map(|(a, l, t)| Edit::Repeat(a, l, t)),
         any::<usize>().prop_map(Edit::Truncate),
     ];
     prop_oneof![
@@ -146,18 +147,38 @@ fn workspace() -> PathBuf {
 }
 
 const CSV_TOKENS: &[&str] = &[
-    ",", "\n", "\r\n", "\"", "NaN", "inf", "-inf", "1e309", "-0", "9223372036854775807",
-    "-9223372036854775808", "18446744073709551616", "2026-11-29T00:00:00Z", "2026-13-45 25:61:61",
-    "timestamp", "value", "\u{feff}", "\0", "é", ",,,,",
+    ",",
+    "\n",
+    "\r\n",
+    "\"",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e309",
+    "-0",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "18446744073709551616",
+    "2026-11-29T00:00:00Z",
+    "2026-13-45 25:61:61",
+    "timestamp",
+    "value",
+    "\u{feff}",
+    "\0",
+    "é",
+    ",,,,",
 ];
 
 #[test]
 fn fuzz_csv_reader() {
     let seed = b"timestamp,value\n2026-11-01 00:00:00,1.5\n2026-11-01 00:05:00,2\n1762000000,NaN\n"
         .to_vec();
-    let nab = std::fs::read(workspace().join("../shared/data/nab/realKnownCause/machine_temperature_system_failure.csv"))
-        .map(|b| b[..b.len().min(4096)].to_vec())
-        .unwrap_or_else(|_| seed.clone());
+    let nab = std::fs::read(
+        workspace()
+            .join("../shared/data/nab/realKnownCause/machine_temperature_system_failure.csv"),
+    )
+    .map(|b| b[..b.len().min(4096)].to_vec())
+    .unwrap_or_else(|_| seed.clone());
     fuzz("csv", inputs(vec![seed, nab], CSV_TOKENS), |bytes| {
         match prognos::table::parse(bytes.as_slice(), Path::new("fuzz.csv")) {
             Ok(t) => {
@@ -172,12 +193,62 @@ fn fuzz_csv_reader() {
 }
 
 const YAML_TOKENS: &[&str] = &[
-    ":", ": ", "- ", "\n", "\n  ", "{", "}", "[", "]", "'", "\"", "#", "&a ", "*a", "<<: *a",
-    "!!binary ", "!!str ", "~", "null", "1e309", ".nan", ".inf", "-.inf", "NaN", "-1",
-    "9223372036854775807", "99999999999999999999", "0x7fffffff", "1y", "-5m", "5m", "0s",
-    "999999999999d", "{{ $labels.x }}", "{{", "}}", "rate(", ")", "[5m]", "=~\".*\"",
-    "groups:", "rules:", "alert: ", "expr: ", "for: ", "condition:", "forecast:", "threshold: ",
-    "within: ", "anomaly:", "score_above: ", "\t", "\u{feff}", "é", "%YAML 1.2\n", "---\n",
+    ":",
+    ": ",
+    "- ",
+    "\n",
+    "\n  ",
+    "{",
+    "}",
+    "[",
+    "]",
+    "'",
+    "\"",
+    "#",
+    "&a ",
+    "*a",
+    "<<: *a",
+    "!!binary ",
+    "!!str ",
+    "~",
+    "null",
+    "1e309",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "NaN",
+    "-1",
+    "9223372036854775807",
+    "99999999999999999999",
+    "0x7fffffff",
+    "1y",
+    "-5m",
+    "5m",
+    "0s",
+    "999999999999d",
+    "{{ $labels.x }}",
+    "{{",
+    "}}",
+    "rate(",
+    ")",
+    "[5m]",
+    "=~\".*\"",
+    "groups:",
+    "rules:",
+    "alert: ",
+    "expr: ",
+    "for: ",
+    "condition:",
+    "forecast:",
+    "threshold: ",
+    "within: ",
+    "anomaly:",
+    "score_above: ",
+    "\t",
+    "\u{feff}",
+    "é",
+    "%YAML 1.2\n",
+    "---\n",
     "...\n",
 ];
 
