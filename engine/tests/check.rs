@@ -437,14 +437,17 @@ notifications:
 #[test]
 fn a_huge_token_is_not_echoed() {
     let huge = "A".repeat(1 << 20);
+    // YAML caps implicit keys at 1,024 characters: keys are long, not huge.
+    let long_key = "K".repeat(1000);
     let rule = format!(
-        "groups:\n  - name: {huge}\n    rules:\n      - alert: {huge}\n        expr: up\n        condition: {{anomaly: {{score_above: 0.5}}}}\n        labels: {{{huge}: x}}\n        for: {huge}\n"
+        "groups:\n  - name: {huge}\n    rules:\n      - alert: {huge}\n        expr: up\n        condition: {{anomaly: {{score_above: 0.5}}}}\n        labels:\n          {long_key}: x\n        for: {huge}\n        model: {huge}\n"
     );
     let (dir, main) = setup(&[
         ("prognos.yml", MAIN),
         ("rules/a.yml", &rule),
-        ("rules/b.yml", &format!("{huge}: 1\n")),
+        ("rules/b.yml", &format!("{long_key}: 1\n")),
         ("rules/c.yml", &format!("\"{huge}\"\n")),
+        ("rules/d.yml", &format!("groups: [{huge}]\n")),
     ]);
     let e = errors(dir.path(), &main);
     assert!(e.len() >= 5, "{e:?}");
