@@ -132,8 +132,9 @@ fn check_error(text: &str) -> Result<(), TestCaseError> {
     for line in text.lines() {
         prop_assert!(
             line.chars().count() <= MAX_ERROR_LINE,
-            "an error line of {} characters",
-            line.chars().count()
+            "an error line of {} characters: {:?}",
+            line.chars().count(),
+            line
         );
     }
     Ok(())
@@ -333,4 +334,190 @@ fn fuzz_config_loader() {
         }
         Ok(())
     });
+}
+
+const JSON_TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    "null",
+    "true",
+    "1e309",
+    "-1e309",
+    "\"NaN\"",
+    "\"+Inf\"",
+    "\"-Inf\"",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "1.7976931348623157e308",
+    "\"status\"",
+    "\"success\"",
+    "\"error\"",
+    "\"data\"",
+    "\"resultType\"",
+    "\"matrix\"",
+    "\"vector\"",
+    "\"scalar\"",
+    "\"string\"",
+    "\"result\"",
+    "\"metric\"",
+    "\"values\"",
+    "\"value\"",
+    "\"warnings\"",
+    "\"infos\"",
+    "\"errorType\"",
+    "\"__name__\"",
+    "[1700000000,\"1\"]",
+    "[1700000000.5,\"2.5\"]",
+    "é",
+];
+
+const PROM_SEEDS: &[&str] = &[
+    r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"disk_used_bytes","service":"shop-db"},"values":[[1700000000,"1.5"],[1700000300,"2"],[1700000600,"NaN"]]}]}}"#,
+    r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"job":"mes-api"},"value":[1700000000,"42"]},{"metric":{},"value":[1700000000,"+Inf"]}]},"warnings":["PromQL info: metric might not be a counter"]}"#,
+    r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"3"]}}"#,
+    r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:1: parse error"}"#,
+    "<html><body>502 Bad Gateway</body></html>",
+];
+
+#[test]
+fn fuzz_prometheus_response_parser() {
+    use prognos::prom::response::{Expect, Origin, parse};
+    let seeds = PROM_SEEDS.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let statuses = vec![200u16, 204, 400, 422, 500, 503];
+    let strategy = (
+        inputs(seeds, JSON_TOKENS),
+        prop::sample::select(statuses),
+        any::<bool>(),
+    );
+    fuzz("prometheus", strategy, |(body, status, matrix)| {
+        let origin = Origin {
+            method: "POST",
+            url: "http://127.0.0.1:9090/api/v1/query_range",
+            status,
+        };
+        let expect = if matrix {
+            Expect::Matrix
+        } else {
+            Expect::Instant
+        };
+        match parse(origin, &body, expect) {
+            Ok(result) => {
+                prop_assert!(result.warnings.len() <= 100);
+                for w in &result.warnings {
+                    prop_assert!(w.chars().count() <= MAX_ERROR_LINE);
+                }
+            }
+            Err(e) => check_error(&e.to_string())?,
+        }
+        Ok(())
+    });
+}
+
+const SECRET: &[u8] = b"the shared remediation secret";
+
+#[test]
+fn fuzz_signature_verifier() {
+    use prognos_notifiers::signature::{SignedRequest, canonical, sign, verify};
+    /// One field of a signed call changed, or none.
+    #[derive(Debug, Clone)]
+    enum Tamper {
+        None,
+        Header(Vec<u8>),
+        Method(String),
+        Path(String),
+        Timestamp(i64),
+        Key(String),
+        Body(Vec<u8>),
+        Upper,
+        WrongSecret(Vec<u8>),
+    }
+    let tokens: &'static [&'static str] = &[
+        "v1=", "v0=", "sha256=", ",", " ", "=", "0", "f", "F", "\n", "\0", "é",
+    ];
+    let tamper = prop_oneof![
+        1 => Just(Tamper::None),
+        1 => Just(Tamper::Upper),
+        2 => prop::collection::vec(any::<u8>(), 0..200).prop_map(Tamper::Header),
+        1 => "[A-Z]{0,8}".prop_map(Tamper::Method),
+        1 => "/[ -~]{0,40}".prop_map(Tamper::Path),
+        1 => any::<i64>().prop_map(Tamper::Timestamp),
+        1 => "[ -~]{0,40}".prop_map(Tamper::Key),
+        1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(Tamper::Body),
+        1 => prop::collection::vec(any::<u8>(), 0..40).prop_map(Tamper::WrongSecret),
+    ];
+    let call = (
+        prop::sample::select(&["POST", "PUT", "DELETE"][..]),
+        "/[a-z/?=&]{0,30}",
+        1_600_000_000i64..1_900_000_000,
+        "[A-Za-z0-9-]{1,40}",
+        prop::collection::vec(any::<u8>(), 0..256),
+    );
+    let header_edits = prop::collection::vec((any::<usize>(), prop::sample::select(tokens)), 0..4);
+    let strategy = (call, tamper, header_edits, -400i64..400);
+    fuzz(
+        "signature",
+        strategy,
+        |((method, path, ts, key, body), tamper, edits, skew)| {
+            let sent = SignedRequest {
+                method,
+                path: &path,
+                timestamp: ts,
+                idempotency_key: &key,
+                body: &body,
+            };
+            let mut header = sign(SECRET, &sent);
+            for (at, t) in &edits {
+                let at = at % (header.len() + 1);
+                if header.is_char_boundary(at) {
+                    header.insert_str(at, t);
+                }
+            }
+            let (mut got, mut secret) = (sent, SECRET.to_vec());
+            let (m, p, k, b);
+            match &tamper {
+                Tamper::None => {}
+                Tamper::Header(h) => header = String::from_utf8_lossy(h).into_owned(),
+                Tamper::Method(x) => {
+                    m = x.clone();
+                    got.method = &m;
+                }
+                Tamper::Path(x) => {
+                    p = x.clone();
+                    got.path = &p;
+                }
+                Tamper::Timestamp(t) => got.timestamp = *t,
+                Tamper::Key(x) => {
+                    k = x.clone();
+                    got.idempotency_key = &k;
+                }
+                Tamper::Body(x) => {
+                    b = x.clone();
+                    got.body = &b;
+                }
+                Tamper::Upper => header = header.to_uppercase().replace("V1=", "v1="),
+                Tamper::WrongSecret(s) => secret = s.clone(),
+            }
+            let now = ts.saturating_add(skew);
+            let result = verify(&secret, &header, &got, now, 300);
+            if result.is_ok() {
+                // Only the call as signed, under the secret it was signed
+                // with, within the tolerance, may verify.
+                prop_assert_eq!(&secret[..], SECRET);
+                prop_assert_eq!(canonical(&got), canonical(&sent));
+                prop_assert!(now.abs_diff(got.timestamp) <= 300);
+            } else if matches!(tamper, Tamper::None | Tamper::Upper) && edits.is_empty() {
+                // The call as signed, within the window, must verify.
+                prop_assert!(result.is_err() == (skew.unsigned_abs() > 300), "{result:?}");
+            }
+            Ok(())
+        },
+    );
 }

@@ -244,22 +244,29 @@ fn bad_response(origin: Origin<'_>, detail: String, body: &[u8]) -> PromError {
 }
 
 /// The first [`BODY_START_CHARS`] characters of a body, whitespace runs
-/// collapsed to one space so an HTML page reads on one line.
+/// collapsed to one space so an HTML page reads on one line, control
+/// characters replaced.
 pub(crate) fn body_start(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(BODY_START_SCAN_BYTES)]);
     let mut out = String::new();
     let mut chars = 0;
     for word in text.split_whitespace() {
         if !out.is_empty() {
+            if chars >= BODY_START_CHARS {
+                out.push('…');
+                return out;
+            }
             out.push(' ');
             chars += 1;
         }
         for c in word.chars() {
-            if chars == BODY_START_CHARS {
+            if chars >= BODY_START_CHARS {
                 out.push('…');
                 return out;
             }
-            out.push(c);
+            // Control characters (NUL, ESC, …) would reach terminals and
+            // logs raw: shown as U+FFFD.
+            out.push(if c.is_control() { '\u{fffd}' } else { c });
             chars += 1;
         }
     }
@@ -701,5 +708,21 @@ mod tests {
     #[test]
     fn empty_body_is_named() {
         assert_eq!(body_start(b"  \n "), "(empty body)");
+    }
+
+    /// Found by the fuzz target: a word ending exactly at the limit let the
+    /// following space step past it, and the quote never stopped.
+    #[test]
+    fn a_body_quote_stops_at_the_limit_whatever_the_word_breaks() {
+        for first in 1..=BODY_START_CHARS {
+            let body = format!("{} {}", "a".repeat(first), "b ".repeat(10_000));
+            let quoted = body_start(body.as_bytes());
+            assert!(
+                quoted.chars().count() <= BODY_START_CHARS + 1,
+                "{first}: {} characters",
+                quoted.chars().count()
+            );
+        }
+        assert_eq!(body_start(b"a\0b\x1b[31m"), "a\u{fffd}b\u{fffd}[31m");
     }
 }
