@@ -671,7 +671,7 @@ async fn add_silence(
     let now = crate::commands::run::unix_now();
     let ends_at = match (&req.duration, &req.ends_at) {
         (Some(d), None) => match crate::config::parse_duration(d) {
-            Ok(d) => now + d.as_secs() as i64,
+            Ok(d) => now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
             Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("duration: {e}")),
         },
         (None, Some(t)) => match crate::timestamp::parse(t) {
