@@ -968,7 +968,7 @@ async fn read_prefix(mut resp: reqwest::Response, max: usize) -> String {
 /// cannot override those three), the method, and the client's timeout. The
 /// status is classified with [`classify_status`] (with `Retry-After`).
 /// Returns the HTTP status on success. Errors name the URL only redacted
-/// ([`redact_url`]) and quote at most [`ERROR_BODY_CHARS`] of the answer.
+/// ([`redact_url`]) and quote a bounded excerpt of the answer.
 pub async fn call(
     client: &reqwest::Client,
     c: &RemediationCall,

@@ -161,3 +161,62 @@ pub(super) fn remediation(
         actions,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Loads a configuration whose `remediation.actions` are `actions`
+    /// (YAML list items indented by four spaces); the errors as lines.
+    fn load(actions: &str) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("prognos.yml");
+        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+        std::fs::write(
+            dir.path().join("rules/a.yml"),
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        condition:\n          time_to_threshold: {threshold: 100, less_than: 3d}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("hmac.key"), "a remediation secret").unwrap();
+        std::fs::write(
+            &main,
+            format!(
+                "global:\n  prometheus:\n    url: http://127.0.0.1:9090\nrule_files:\n  - rules/*.yml\nnotifications:\n  receivers:\n    - name: ops\n      webhook:\n        - url: http://127.0.0.1:9/hook\n  route:\n    receiver: ops\nremediation:\n  secret_file: hmac.key\n  actions:\n{actions}"
+            ),
+        )
+        .unwrap();
+        crate::config::load(&main).map(|_| ()).map_err(|e| {
+            e.0.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    fn action(headers: &str, body: &str) -> String {
+        format!(
+            "    - name: scale\n      url: http://127.0.0.1:9/scale\n      matchers: ['service=\"shop\"']\n      headers: {{{headers}}}\n      body: '{body}'\n"
+        )
+    }
+
+    const FORM_BODY: &str = "service={{ $labels.service }}&action=scale";
+
+    #[test]
+    fn a_form_body_with_placeholders_needs_its_content_type() {
+        load(&action(
+            "Content-Type: application/x-www-form-urlencoded",
+            FORM_BODY,
+        ))
+        .unwrap();
+        let e = load(&action("", FORM_BODY)).unwrap_err();
+        assert!(
+            e.contains("remediation.actions[0].body") && e.contains("needs a Content-Type header"),
+            "{e}"
+        );
+        let e = load(&action("content-type: text/plain", FORM_BODY)).unwrap_err();
+        assert!(
+            e.contains("remediation.actions[0].body") && e.contains("'text/plain'"),
+            "{e}"
+        );
+        // Without placeholders any content type is sent as written.
+        load(&action("Content-Type: application/xml", "<scale/>")).unwrap();
+    }
+}
