@@ -142,7 +142,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     let ha = Sha256::digest(a);
     let hb = Sha256::digest(b);
-    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
@@ -176,7 +179,10 @@ mod tests {
     #[test]
     fn an_unparsable_url_loses_its_credentials() {
         let r = redact_url_str("http://admin:PW@127.0.0.1:99999/x?token=abc");
-        assert!(!r.contains("PW") && !r.contains("admin") && !r.contains("abc"), "{r}");
+        assert!(
+            !r.contains("PW") && !r.contains("admin") && !r.contains("abc"),
+            "{r}"
+        );
         assert!(r.starts_with("http://127.0.0.1:99999"), "{r}");
     }
 
