@@ -965,7 +965,7 @@ mod tests {
     fn debug_of_the_state_hides_the_admin_token() {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("prognos.yml");
-        std::fs::write(&main, "global:\n  state_dir: .state\nrule_files: []\n").unwrap();
+        std::fs::write(&main, "global:\n  prometheus:\n    url: http://127.0.0.1:9090\n  state_dir: .state\nrule_files: []\n").unwrap();
         let config = crate::config::load(&main).unwrap_or_else(|e| panic!("{e:?}"));
         let store =
             Arc::new(crate::alert::AlertStore::open(&dir.path().join("state.redb")).unwrap());
