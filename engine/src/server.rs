@@ -19,7 +19,6 @@
 //! No response shows a secret: error strings from elsewhere (Prometheus,
 //! receivers, the configuration) are shown through [`shown_error`].
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +34,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use prognos_models::forecast::Level;
-use prognos_notifiers::secret::{constant_time_eq, excerpt, redact_url_str};
+use prognos_notifiers::secret::{Secret, constant_time_eq, excerpt, redact_url_str};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, mpsc, oneshot};
@@ -50,26 +49,17 @@ use crate::scheduler::{BAND_LEVEL, Engine, Health, label_hash};
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// What the handlers share: the engine in force (swapped on reload) and,
-/// when enabled, the way to ask for a reload.
+/// when enabled, the way to ask for a reload. `Debug` never prints the
+/// admin token (a [`Secret`]).
+#[derive(Debug)]
 pub struct ServerState {
     /// The engine in force.
     pub engine: RwLock<Arc<Engine>>,
     /// Bearer token and channel for `POST /-/reload`; None: the endpoint is
     /// off. The token also guards the other mutating endpoints (silences).
-    pub reload: Option<(String, mpsc::Sender<ReloadRequest>)>,
+    pub reload: Option<(Secret, mpsc::Sender<ReloadRequest>)>,
     /// The notifications, for the silence, notification and remediation endpoints.
     pub notify: Option<Arc<NotifySink>>,
-}
-
-impl fmt::Debug for ServerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the admin token.
-        f.debug_struct("ServerState")
-            .field("engine", &self.engine)
-            .field("reload", &self.reload.as_ref().map(|_| "<secret>"))
-            .field("notify", &self.notify)
-            .finish()
-    }
 }
 
 /// The shared state of the handlers.
@@ -319,7 +309,7 @@ fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Box<Response>> 
                 .into_response(),
         ));
     };
-    if !bearer_matches(token, headers) {
+    if !bearer_matches(token.expose(), headers) {
         return Err(Box::new(
             (
                 StatusCode::UNAUTHORIZED,
@@ -969,5 +959,34 @@ mod tests {
         assert!(e.ends_with("connection refused"), "{e}");
         let long = shown_error(&"y".repeat(1 << 20));
         assert!(long.len() < SHOWN_ERROR_CHARS + 40, "{}", long.len());
+    }
+
+    #[test]
+    fn debug_of_the_state_hides_the_admin_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("prognos.yml");
+        std::fs::write(&main, "global:\n  prometheus:\n    url: http://127.0.0.1:9090\n  state_dir: .state\nrule_files: []\n").unwrap();
+        let config = crate::config::load(&main).unwrap_or_else(|e| panic!("{e:?}"));
+        let store =
+            Arc::new(crate::alert::AlertStore::open(&dir.path().join("state.redb")).unwrap());
+        let client = crate::prom::PromClient::new(crate::prom::ClientSettings::default()).unwrap();
+        let engine = Engine::new(
+            config,
+            crate::config::Shard::default(),
+            client,
+            store,
+            Arc::new(crate::alert::LogSink),
+            Arc::new(crate::exposition::Metrics::new()),
+        )
+        .unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let state = ServerState {
+            engine: RwLock::new(Arc::new(engine)),
+            reload: Some((Secret::new("CANARY-admin-token"), tx)),
+            notify: None,
+        };
+        let s = format!("{state:?}");
+        assert!(!s.contains("CANARY"), "{s}");
+        assert!(s.contains("<secret>"), "{s}");
     }
 }

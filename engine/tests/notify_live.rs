@@ -611,7 +611,7 @@ async fn silences_from_the_api_and_telegram() {
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     let state = Arc::new(prognos::server::ServerState {
         engine: tokio::sync::RwLock::new(Arc::new(engine)),
-        reload: Some(("tok3n".to_string(), tx)),
+        reload: Some((prognos_notifiers::secret::Secret::new("tok3n"), tx)),
         notify: Some(sink.clone()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use prognos::config::Secret;
 use prognos::prom::response::{MAX_MESSAGE_CHARS, MAX_WARNING_CHARS, MAX_WARNINGS};
 use prognos::prom::{ClientSettings, Labels, PromClient, PromError};
 use support::{CannedPeer, Prometheus, now_secs, openmetrics_gauges};
@@ -268,7 +269,7 @@ async fn credentials_are_sent_and_never_printed() {
     let peer = CannedPeer::start(401, "text/plain", "unauthorized").await;
     let bearer = PromClient::new(ClientSettings {
         url: peer.url.clone(),
-        bearer_token: Some("t0ken-s3cret".into()),
+        bearer_token: Some(Secret::new("t0ken-s3cret")),
         ..ClientSettings::default()
     })
     .unwrap();
@@ -284,7 +285,7 @@ async fn credentials_are_sent_and_never_printed() {
 
     let basic = PromClient::new(ClientSettings {
         url: peer.url.clone(),
-        basic_auth: Some(("alice".into(), "pa55".into())),
+        basic_auth: Some(("alice".into(), Secret::new("pa55"))),
         ..ClientSettings::default()
     })
     .unwrap();

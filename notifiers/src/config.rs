@@ -10,6 +10,7 @@ use crate::message::RenderOptions;
 use crate::remediation::Action;
 use crate::retry::Backoff;
 use crate::route::Route;
+use crate::secret::Secret;
 
 /// Everything the notifiers need.
 #[derive(Debug, Clone)]
@@ -83,7 +84,7 @@ pub struct BotConfig {
 #[derive(Debug, Clone)]
 pub struct RemediationConfig {
     /// The HMAC key calls are signed with.
-    pub secret: Vec<u8>,
+    pub secret: Secret,
     /// At most this many calls …
     pub max_calls: u32,
     /// … per this many seconds, over all actions.
@@ -92,4 +93,23 @@ pub struct RemediationConfig {
     pub dry_run: bool,
     /// The actions and the alerts they are bound to.
     pub actions: Vec<Action>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remediation_debug_hides_the_hmac_key() {
+        let c = RemediationConfig {
+            secret: Secret::new("CANARY-hmac-key"),
+            max_calls: 1,
+            per_secs: 60,
+            dry_run: false,
+            actions: Vec::new(),
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains("CANARY"), "{s}");
+        assert!(s.contains("<secret>"), "{s}");
+    }
 }

@@ -12,6 +12,7 @@ use prognos_notifiers::channel::email::{EmailChannel, EmailConfig, Tls};
 use prognos_notifiers::channel::telegram::{BotUpdateKind, TelegramChannel, TelegramConfig};
 use prognos_notifiers::channel::webhook::{WebhookChannel, WebhookConfig};
 use prognos_notifiers::retry::RetryAction;
+use prognos_notifiers::secret::Secret;
 use serde_json::{Value, json};
 use support::smtp::{self, SmtpServer};
 use support::telegram_peer::{Fail, TelegramPeer};
@@ -22,7 +23,7 @@ const CHAT: i64 = 4242;
 fn telegram(peer: &TelegramPeer) -> TelegramChannel {
     TelegramChannel::new(TelegramConfig {
         api_url: peer.url(),
-        token: peer.token.clone(),
+        token: Secret::new(peer.token.clone()),
         chat_id: CHAT,
         min_interval: Duration::from_millis(20),
         timeout: Duration::from_secs(20),
@@ -262,7 +263,7 @@ async fn telegram_down_is_retried() {
     let port = smtp::free_port();
     let ch = TelegramChannel::new(TelegramConfig {
         api_url: format!("http://127.0.0.1:{port}/").parse().unwrap(),
-        token: "1:x".into(),
+        token: Secret::new("1:x"),
         chat_id: CHAT,
         min_interval: Duration::ZERO,
         timeout: Duration::from_secs(5),
@@ -370,7 +371,7 @@ async fn email_authenticates() {
     let server = SmtpServer::start(None);
     let mut c = email_config(&server);
     c.username = Some(smtp::USER.into());
-    c.password = Some(smtp::PASSWORD.into());
+    c.password = Some(Secret::new(smtp::PASSWORD));
     let ch = EmailChannel::new(c.clone()).unwrap();
     let n = notification("auth1", vec![alert("MesCpuHigh", "api")]);
     ch.send(&n, &rendered(false), &mut 0).await.unwrap();
@@ -379,7 +380,7 @@ async fn email_authenticates() {
     assert_eq!(msgs[0]["tls"], false);
 
     // A wrong password is refused (535): retrying cannot help.
-    c.password = Some("wrong".into());
+    c.password = Some(Secret::new("wrong"));
     let ch = EmailChannel::new(c).unwrap();
     let e = ch.send(&n, &rendered(false), &mut 0).await.unwrap_err();
     assert_eq!(e.action, RetryAction::DontRetry, "{e}");
@@ -400,7 +401,7 @@ async fn email_over_starttls() {
     c.tls = Tls::Starttls;
     c.ca_pem = server.cert_pem.clone();
     c.username = Some(smtp::USER.into());
-    c.password = Some(smtp::PASSWORD.into());
+    c.password = Some(Secret::new(smtp::PASSWORD));
     let ch = EmailChannel::new(c.clone()).unwrap();
     let n = notification("tls1", vec![alert("MesCpuHigh", "api")]);
     let mut progress = 0;
@@ -471,7 +472,7 @@ fn webhook(url: &str) -> WebhookChannel {
     WebhookChannel::new(
         WebhookConfig {
             url: url.parse().unwrap(),
-            bearer_token: Some("tok-123".into()),
+            bearer_token: Some(Secret::new("tok-123")),
             max_alerts: 1,
             timeout: Duration::from_secs(5),
             headers: vec![("X-Team".into(), "mes".into())],

@@ -18,6 +18,7 @@ use prognos_notifiers::notifier::{Notifier, NotifierMetrics, unix_now};
 use prognos_notifiers::remediation::{Action, ApprovalPolicy, AuditStatus};
 use prognos_notifiers::retry::Backoff;
 use prognos_notifiers::route::Route;
+use prognos_notifiers::secret::Secret;
 use prognos_notifiers::store::NotifyStore;
 use prometheus_client::registry::Registry;
 use support::telegram_peer::{Fail, TelegramPeer};
@@ -169,7 +170,7 @@ fn with_remediation(mut c: NotifierConfig, tg: &TelegramPeer, a: Action) -> Noti
         poll_timeout_secs: 1,
     });
     c.remediation = Some(RemediationConfig {
-        secret: b"k".to_vec(),
+        secret: Secret::new("k"),
         max_calls: 10,
         per_secs: 3600,
         dry_run: false,

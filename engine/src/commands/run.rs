@@ -35,11 +35,8 @@ pub fn client_for(config: &Config) -> Result<PromClient> {
     let settings = ClientSettings {
         url: p.url.as_str().trim_end_matches('/').to_string(),
         timeout: p.timeout,
-        bearer_token: p.bearer_token.as_ref().map(|s| s.expose().to_string()),
-        basic_auth: p
-            .basic_auth
-            .as_ref()
-            .map(|(u, s)| (u.clone(), s.expose().to_string())),
+        bearer_token: p.bearer_token.clone(),
+        basic_auth: p.basic_auth.clone(),
         ca_cert_pem: p.ca_cert_pem.clone(),
         max_response_bytes: p.max_response_bytes,
         ..ClientSettings::default()
@@ -205,7 +202,7 @@ async fn serve(
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let state = Arc::new(ServerState {
         engine: tokio::sync::RwLock::new(engine.clone()),
-        reload: reload_token.map(|t| (t.expose().to_string(), reload_tx.clone())),
+        reload: reload_token.map(|t| (t, reload_tx.clone())),
         notify: Some(notify.clone()),
     });
     let (stop_all_tx, mut stop_all_rx) = watch::channel(false);

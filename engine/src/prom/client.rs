@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prognos_notifiers::secret::Secret;
 use url::Url;
 
 use super::chunk::{merge_series, split_range};
@@ -46,8 +47,8 @@ struct Endpoint {
 
 enum Auth {
     None,
-    Bearer(String),
-    Basic(String, String),
+    Bearer(Secret),
+    Basic(String, Secret),
 }
 
 impl Auth {
@@ -95,7 +96,8 @@ impl PromClient {
                 redact_url_str(&settings.url)
             )));
         }
-        let url_credentials = take_credentials(&mut base);
+        let url_credentials =
+            take_credentials(&mut base).map(|(user, password)| (user, Secret::new(password)));
         let auth = match (settings.bearer_token, settings.basic_auth, url_credentials) {
             (None, None, None) => Auth::None,
             (Some(token), None, None) => Auth::Bearer(token),
@@ -351,8 +353,8 @@ impl PromClient {
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.inner.auth {
             Auth::None => request,
-            Auth::Bearer(token) => request.bearer_auth(token),
-            Auth::Basic(user, password) => request.basic_auth(user, Some(password)),
+            Auth::Bearer(token) => request.bearer_auth(token.expose()),
+            Auth::Basic(user, password) => request.basic_auth(user, Some(password.expose())),
         }
     }
 
@@ -532,7 +534,7 @@ mod tests {
         let Auth::Basic(user, password) = &client.inner.auth else {
             panic!("expected basic auth");
         };
-        assert_eq!((user.as_str(), password.as_str()), ("admin", "p@s+s"));
+        assert_eq!((user.as_str(), password.expose()), ("admin", "p@s+s"));
         assert_eq!(client.url(), "http://prom:9090/");
         let printed = format!("{client:?}");
         assert!(
@@ -545,8 +547,8 @@ mod tests {
     #[test]
     fn contradictory_or_invalid_settings_are_rejected() {
         let both = ClientSettings {
-            bearer_token: Some("t".into()),
-            basic_auth: Some(("u".into(), "p".into())),
+            bearer_token: Some(Secret::new("t")),
+            basic_auth: Some(("u".into(), Secret::new("p"))),
             ..ClientSettings::default()
         };
         let err = PromClient::new(both).unwrap_err();

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use prognos_notifiers::secret::Secret;
+
 /// The most points per series Prometheus returns from one range query; it
 /// refuses more with "exceeded maximum resolution of 11,000 points".
 pub const PROMETHEUS_MAX_POINTS: usize = 11_000;
@@ -24,10 +26,10 @@ pub struct ClientSettings {
     /// Timeout of each HTTP request, connecting included. Default 30 s.
     pub timeout: Duration,
     /// Sent as `Authorization: Bearer …`. Exclusive with `basic_auth`.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// `(user, password)` sent as HTTP basic auth. Exclusive with
     /// `bearer_token`.
-    pub basic_auth: Option<(String, String)>,
+    pub basic_auth: Option<(String, Secret)>,
     /// PEM certificate(s) trusted in addition to the built-in roots, for a
     /// server behind a private CA.
     pub ca_cert_pem: Option<Vec<u8>>,
@@ -63,17 +65,8 @@ impl fmt::Debug for ClientSettings {
         f.debug_struct("ClientSettings")
             .field("url", &super::client::redact_url_str(&self.url))
             .field("timeout", &self.timeout)
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "basic_auth",
-                &self
-                    .basic_auth
-                    .as_ref()
-                    .map(|(user, _)| (user, "<redacted>")),
-            )
+            .field("bearer_token", &self.bearer_token)
+            .field("basic_auth", &self.basic_auth)
             .field(
                 "ca_cert_pem",
                 &self.ca_cert_pem.as_ref().map(|pem| pem.len()),
@@ -93,8 +86,8 @@ mod tests {
     fn debug_does_not_print_secrets() {
         let settings = ClientSettings {
             url: "http://admin:hunter2@prom:9090".into(),
-            bearer_token: Some("s3cr3t-token".into()),
-            basic_auth: Some(("alice".into(), "pa55word".into())),
+            bearer_token: Some(Secret::new("s3cr3t-token")),
+            basic_auth: Some(("alice".into(), Secret::new("pa55word"))),
             ..ClientSettings::default()
         };
         let printed = format!("{settings:?}");

@@ -13,6 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::alert::Notification;
 use crate::delivery::{Rendered, SendError};
+use crate::secret::Secret;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -38,7 +39,7 @@ pub struct EmailConfig {
     /// Login, if the server requires AUTH.
     pub username: Option<String>,
     /// Password for `username`.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Sender, e.g. `prognos <prognos@example.com>`.
     pub from: String,
     /// Recipients.
@@ -58,7 +59,7 @@ impl std::fmt::Debug for EmailConfig {
             .field("port", &self.port)
             .field("tls", &self.tls)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
             .field("from", &self.from)
             .field("to", &self.to)
             .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
@@ -157,7 +158,10 @@ impl EmailChannel {
         if let Some(user) = &c.username {
             b = b.credentials(Credentials::new(
                 user.clone(),
-                c.password.clone().unwrap_or_default(),
+                c.password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
             ));
         }
         if let Some(name) = &c.hello_name {
@@ -234,7 +238,7 @@ mod tests {
             port: 25,
             tls: Tls::None,
             username: None,
-            password: Some("pw-secret".into()),
+            password: Some(Secret::new("pw-secret")),
             from: "prognos <prognos@example.com>".into(),
             to: vec!["ops@example.com".into()],
             ca_pem: None,
@@ -282,6 +286,13 @@ mod tests {
     fn debug_hides_the_password() {
         let s = format!("{:?}", EmailChannel::new(config()).unwrap());
         assert!(!s.contains("pw-secret"));
+    }
+
+    #[test]
+    fn config_debug_hides_the_password() {
+        let s = format!("{:?}", config());
+        assert!(!s.contains("pw-secret"), "{s}");
+        assert!(s.contains("<secret>"), "{s}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::delivery::{Rendered, SendError};
+use crate::secret::Secret;
 
 /// The public Bot API endpoint.
 pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
@@ -28,7 +29,7 @@ pub struct TelegramConfig {
     /// Bot API base URL (default [`DEFAULT_API_URL`]; a local Bot API server or a test peer otherwise).
     pub api_url: url::Url,
     /// The bot's token.
-    pub token: String,
+    pub token: Secret,
     /// The chat (user, group or channel id).
     pub chat_id: i64,
     /// Least time between two calls of this channel: Telegram allows about
@@ -43,7 +44,7 @@ impl TelegramConfig {
     pub fn new(token: impl Into<String>, chat_id: i64) -> Self {
         Self {
             api_url: default_api_url(),
-            token: token.into(),
+            token: Secret::new(token),
             chat_id,
             min_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(30),
@@ -60,7 +61,7 @@ impl std::fmt::Debug for TelegramConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TelegramConfig")
             .field("api_url", &self.api_url.as_str())
-            .field("token", &"<redacted>")
+            .field("token", &self.token)
             .field("chat_id", &self.chat_id)
             .field("min_interval", &self.min_interval)
             .field("timeout", &self.timeout)
@@ -216,9 +217,9 @@ impl TelegramChannel {
             .connect_timeout(c.timeout)
             .build()
             .map_err(|e| SendError::permanent(format!("telegram: HTTP client: {e}")))?;
-        let bot = Bot::with_client(c.token.clone(), client).set_api_url(c.api_url.clone());
+        let bot = Bot::with_client(c.token.expose(), client).set_api_url(c.api_url.clone());
         let poll_bot =
-            Bot::with_client(c.token.clone(), poll_client).set_api_url(c.api_url.clone());
+            Bot::with_client(c.token.expose(), poll_client).set_api_url(c.api_url.clone());
         Ok(Self {
             config: c,
             bot,
@@ -249,7 +250,7 @@ impl TelegramChannel {
                     .get("username")
                     .and_then(serde_json::Value::as_str)
                     .map(str::to_string),
-                None => return Err(map_error(&e, &self.config.token)),
+                None => return Err(map_error(&e, self.config.token.expose())),
             },
         }
         .filter(|n| !n.is_empty())
@@ -284,7 +285,7 @@ impl TelegramChannel {
         match self.paced(call).await {
             Ok(_) => Ok(()),
             Err(e) if accepted_result(&e).is_some() => Ok(()),
-            Err(e) => Err(map_error(&e, &self.config.token)),
+            Err(e) => Err(map_error(&e, self.config.token.expose())),
         }
     }
 
@@ -348,7 +349,7 @@ impl TelegramChannel {
                 .and_then(|id| i32::try_from(id).ok())
             {
                 Some(id) => Ok(id),
-                None => Err(map_error(&e, &self.config.token)),
+                None => Err(map_error(&e, self.config.token.expose())),
             },
         }
     }
@@ -387,7 +388,7 @@ impl TelegramChannel {
         let limit = self.config.timeout + Duration::from_secs(u64::from(timeout_secs));
         let updates = match tokio::time::timeout(limit, call.into_future()).await {
             Ok(Ok(u)) => u,
-            Ok(Err(e)) => return Err(map_error(&e, &self.config.token)),
+            Ok(Err(e)) => return Err(map_error(&e, self.config.token.expose())),
             Err(_) => return Err(SendError::retry("telegram: getUpdates timed out")),
         };
         Ok(updates

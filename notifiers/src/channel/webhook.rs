@@ -7,6 +7,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 
 use crate::alert::Notification;
 use crate::delivery::SendError;
+use crate::secret::Secret;
 
 /// Where and how to post.
 #[derive(Clone)]
@@ -14,7 +15,7 @@ pub struct WebhookConfig {
     /// The receiver's URL.
     pub url: url::Url,
     /// Sent as `Authorization: Bearer …` when set.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// At most this many alerts per payload (0: all); the rest are counted in `truncatedAlerts`.
     pub max_alerts: usize,
     /// Whole-request timeout.
@@ -28,10 +29,7 @@ impl std::fmt::Debug for WebhookConfig {
         // Tokens and header values may be secrets: names only.
         f.debug_struct("WebhookConfig")
             .field("url", &redact_url(&self.url))
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
+            .field("bearer_token", &self.bearer_token)
             .field("max_alerts", &self.max_alerts)
             .field("timeout", &self.timeout)
             .field(
@@ -73,7 +71,7 @@ fn build_headers(c: &WebhookConfig) -> Result<HeaderMap, String> {
         map.insert(name, value);
     }
     if let Some(t) = &c.bearer_token {
-        let mut value = HeaderValue::from_str(&format!("Bearer {t}"))
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
             .map_err(|_| "invalid webhook bearer token".to_string())?;
         value.set_sensitive(true);
         map.insert(AUTHORIZATION, value);
@@ -130,7 +128,7 @@ mod tests {
             url: "https://user:pw@example.com/hook?token=abc"
                 .parse()
                 .unwrap(),
-            bearer_token: Some("s3cret".into()),
+            bearer_token: Some(Secret::new("s3cret")),
             max_alerts: 0,
             timeout: Duration::from_secs(1),
             headers: vec![("X-Api-Key".into(), "k3y".into())],

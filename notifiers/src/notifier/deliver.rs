@@ -95,11 +95,13 @@ impl Notifier {
                 ))),
             },
             Delivery::Remediate(call) => match &inner.config.remediation {
-                Some(rem) => remediation::call(&inner.client, call, &rem.secret, now)
-                    .await
-                    .map(|status| {
-                        self.finish_remediation(&e, Ok(status), now);
-                    }),
+                Some(rem) => {
+                    remediation::call(&inner.client, call, rem.secret.expose().as_bytes(), now)
+                        .await
+                        .map(|status| {
+                            self.finish_remediation(&e, Ok(status), now);
+                        })
+                }
                 None => Err(SendError::permanent("remediation is no longer configured")),
             },
             Delivery::Approval(req) => match &inner.bot {

@@ -25,7 +25,7 @@ use prognos_notifiers::route::Route;
 use prognos_notifiers::secret::redact_url_str;
 
 use super::raw::Text;
-use super::secret;
+use super::secret::{self, Secret};
 use super::validate::Report;
 use raw::{RawNotifications, RawRemediation, RawRoute};
 use remediation::remediation;
@@ -66,7 +66,7 @@ pub(super) fn secret_at(
     path: &str,
     what: &str,
     required: bool,
-) -> Option<String> {
+) -> Option<Secret> {
     let read = match (file, env) {
         (Some(_), Some(_)) => {
             let f = format!("{path}.{what}_env");
@@ -95,7 +95,7 @@ pub(super) fn secret_at(
         }
     };
     match read {
-        Ok(s) => Some(s.expose().to_string()),
+        Ok(s) => Some(s),
         Err((field, e)) => {
             let f = format!("{path}.{field}");
             report.at(&f, "", &f, e);

@@ -154,7 +154,7 @@ pub(super) fn remediation(
         }
     }
     Some(RemediationConfig {
-        secret: secret?.into_bytes(),
+        secret: secret?,
         max_calls: max_calls.max(1),
         per_secs: secs(per?).max(1),
         dry_run: r.dry_run,
