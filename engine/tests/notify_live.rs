@@ -17,29 +17,7 @@ use prognos::exposition::Metrics;
 use prognos::notify::NotifySink;
 use prognos::scheduler::Engine;
 use prognos_notifiers::notifier::NotifierMetrics;
-use support::{Prometheus, WebhookReceiver, free_port, now_secs, openmetrics_gauges};
-
-const STEP: i64 = 300;
-const DAY: i64 = 86_400;
-
-/// A disk filling 10 GB a day from 50 GB: three days ending a minute ago.
-/// At ~80 GB it reaches 88 GB in well under a day.
-fn backfill(end: i64) -> String {
-    let start = end - 3 * DAY;
-    let disk: Vec<(i64, f64)> = (0..=(3 * DAY / STEP))
-        .map(|k| {
-            let t = start + k * STEP;
-            let days = (t - start) as f64 / DAY as f64;
-            let noise = ((k * 7919) % 17) as f64 * 1e7;
-            (t, 50e9 + 10e9 * days + noise)
-        })
-        .collect();
-    openmetrics_gauges(&[(
-        "disk_used_bytes",
-        &[("mount", "/data"), ("service", "shop-db")][..],
-        disk,
-    )])
-}
+use support::{Prometheus, WebhookReceiver, disk_filling, free_port, now_secs};
 
 const RULES: &str = r#"groups:
   - name: storage
@@ -164,7 +142,7 @@ async fn outbox_len(port: u16) -> usize {
 /// further kill and restart sends nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_cut_by_kill_9_is_delivered_once_after_restart() {
-    let prom = Prometheus::start(&backfill(now_secs() - 60), &[]);
+    let prom = Prometheus::start(&disk_filling(now_secs() - 60), &[]);
     let hook = WebhookReceiver::start().await;
     hook.hold(Some(Duration::from_secs(120)));
     let dir = tempfile::tempdir().unwrap();
@@ -225,7 +203,7 @@ async fn a_send_cut_by_kill_9_is_delivered_once_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_for_a_while_gets_everything_when_it_returns() {
     let now = now_secs();
-    let prom = Prometheus::start(&backfill(now - 60), &[]);
+    let prom = Prometheus::start(&disk_filling(now - 60), &[]);
     let hook_port = free_port();
     let url = format!("http://127.0.0.1:{hook_port}/hook");
     let dir = tempfile::tempdir().unwrap();
@@ -303,7 +281,7 @@ fn sent(peer: &TelegramPeer, method: &str) -> Vec<Recorded> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_alert_reaches_telegram_email_webhook_and_alertmanager() {
     let now = now_secs();
-    let prom = Prometheus::start(&backfill(now - 60), &[]);
+    let prom = Prometheus::start(&disk_filling(now - 60), &[]);
     let tg = TelegramPeer::start().await;
     let mail = smtp::SmtpServer::start(None);
     let hook = WebhookReceiver::start().await;
@@ -480,7 +458,7 @@ remediation:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remediation_runs_only_after_an_allowlisted_approval() {
     let now = now_secs();
-    let prom = Prometheus::start(&backfill(now - 60), &[]);
+    let prom = Prometheus::start(&disk_filling(now - 60), &[]);
     let tg = TelegramPeer::start().await;
     let hook = WebhookReceiver::start().await;
     let secret = b"remediation shared secret".to_vec();
@@ -595,7 +573,7 @@ async fn remediation_runs_only_after_an_allowlisted_approval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_from_the_api_and_telegram() {
     let now = now_secs();
-    let prom = Prometheus::start(&backfill(now - 60), &[]);
+    let prom = Prometheus::start(&disk_filling(now - 60), &[]);
     let tg = TelegramPeer::start().await;
     let hook = WebhookReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();

@@ -11,32 +11,12 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{CannedPeer, Prometheus, free_port, now_secs, openmetrics_gauges};
+use support::{CannedPeer, Prometheus, disk_filling, free_port, now_secs};
 
 #[path = "../../notifiers/tests/support/smtp.rs"]
 mod smtp;
 #[path = "../../notifiers/tests/support/telegram_peer.rs"]
 mod telegram_peer;
-
-const STEP: i64 = 300;
-const DAY: i64 = 86_400;
-
-/// A disk filling 10 GB a day, crossing 88 GB within a day of now.
-fn backfill(end: i64) -> String {
-    let start = end - 3 * DAY;
-    let disk: Vec<(i64, f64)> = (0..=(3 * DAY / STEP))
-        .map(|k| {
-            let t = start + k * STEP;
-            let days = (t - start) as f64 / DAY as f64;
-            (t, 50e9 + 10e9 * days + ((k * 7919) % 17) as f64 * 1e7)
-        })
-        .collect();
-    openmetrics_gauges(&[(
-        "disk_used_bytes",
-        &[("mount", "/data"), ("service", "shop-db")][..],
-        disk,
-    )])
-}
 
 const RULES: &str = r#"groups:
   - name: storage
@@ -228,7 +208,7 @@ async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_metrics_api_or_errors() {
-    let prom = Prometheus::start(&backfill(now_secs() - 60), &[]);
+    let prom = Prometheus::start(&disk_filling(now_secs() - 60), &[]);
     let tg = telegram_peer::TelegramPeer::start().await;
     let mail = smtp::SmtpServer::start(None);
     let hook = CannedPeer::start(500, "text/plain", "webhook receiver broke").await;

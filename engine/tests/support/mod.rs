@@ -28,6 +28,6 @@ pub mod webhook;
 
 pub use dashboards::{DashboardQuery, dashboard_queries};
 pub use http_peer::CannedPeer;
-pub use openmetrics::{GaugeSeries, now_secs, openmetrics_gauges};
+pub use openmetrics::{GaugeSeries, disk_filling, now_secs, openmetrics_gauges};
 pub use prometheus::{Prometheus, free_port};
 pub use webhook::WebhookReceiver;

@@ -22,6 +22,28 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
+/// Three days of `disk_used_bytes{mount="/data",service="shop-db"}` at a
+/// 5-minute step ending at `end`: a disk filling 10 GB a day from 50 GB with
+/// a little deterministic noise, so at ~80 GB it reaches 88 GB within a day.
+pub fn disk_filling(end: i64) -> String {
+    const STEP: i64 = 300;
+    const DAY: i64 = 86_400;
+    let start = end - 3 * DAY;
+    let disk: Vec<(i64, f64)> = (0..=(3 * DAY / STEP))
+        .map(|k| {
+            let t = start + k * STEP;
+            let days = (t - start) as f64 / DAY as f64;
+            let noise = ((k * 7919) % 17) as f64 * 1e7;
+            (t, 50e9 + 10e9 * days + noise)
+        })
+        .collect();
+    openmetrics_gauges(&[(
+        "disk_used_bytes",
+        &[("mount", "/data"), ("service", "shop-db")][..],
+        disk,
+    )])
+}
+
 /// OpenMetrics text for gauges: `(name, labels, (unix secs, value) samples)`
 /// per series. Samples are sorted by time and a repeated timestamp keeps its
 /// first value, so promtool drops nothing. Series of one name are grouped
