@@ -154,6 +154,20 @@ impl Http {
             "injecting {kind} at {url}: {status}: {text}"
         );
     }
+
+    /// Requests `path` on the API at `service_offset` until one answers 500
+    /// (the storm fails a tenth of requests): at most 400 tries.
+    async fn until_500(&self, service_offset: u16, path: &str) {
+        let url = format!("http://127.0.0.1:{}{path}", port(service_offset));
+        for _ in 0..400 {
+            if let Ok(r) = self.client.get(&url).send().await
+                && r.status() == reqwest::StatusCode::INTERNAL_SERVER_ERROR
+            {
+                return;
+            }
+        }
+        panic!("no HTTP 500 from {url} in 400 requests during an http_500_storm");
+    }
 }
 
 /// The `seed:*` series of the monitoring plan, each with the label values
@@ -383,8 +397,12 @@ async fn the_stack_serves_the_plan_and_prognos_alerts_before_the_classic_rules()
             .expect("client"),
     };
     // HTTP 500s exist only once something failed: a short storm on each API.
-    for offset in [81, 82, 83] {
+    // The load generator is slow at night (about one request a second across
+    // the three APIs), so the test draws the 500s itself rather than hoping
+    // the storm meets enough traffic.
+    for (offset, path) in [(81, "/products"), (82, "/customers"), (83, "/work-orders")] {
         http.incident(offset, "http_500_storm", 60, 0.2).await;
+        http.until_500(offset, path).await;
     }
 
     // 1. Every seed series exists.
