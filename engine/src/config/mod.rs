@@ -178,6 +178,8 @@ pub struct Rule {
     pub for_: Duration,
     /// How long a firing alert outlives its condition.
     pub keep_firing_for: Duration,
+    /// Values the series can take: forecasts and bands stay inside them.
+    pub bounds: prognos_models::forecast::Bounds,
     /// Labels added to the alert (values may hold templates).
     pub labels: BTreeMap<String, String>,
     /// Annotations (templates, see [`render`]).

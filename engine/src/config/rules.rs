@@ -386,6 +386,7 @@ impl RuleReport<'_, '_> {
             condition: condition?,
             for_: for_?,
             keep_firing_for: keep_firing_for?,
+            bounds: prognos_models::forecast::Bounds::NONE,
             labels,
             annotations,
             line,

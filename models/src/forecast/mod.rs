@@ -12,6 +12,7 @@
 //! [`auto::Auto`], which picks one of them by rolling-origin validation.
 
 pub mod auto;
+pub mod bounds;
 pub mod calibration;
 pub mod ets;
 pub mod linear;
@@ -19,6 +20,7 @@ pub mod mstl;
 pub mod naive;
 mod spec;
 
+pub use bounds::Bounds;
 pub use calibration::{Calibrated, Calibration};
 pub use spec::{ModelKind, fit_model};
 
