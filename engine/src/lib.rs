@@ -23,5 +23,6 @@ pub mod progress;
 pub mod prom;
 pub mod scheduler;
 pub mod server;
+pub mod source;
 pub mod table;
 pub mod timestamp;

@@ -20,7 +20,8 @@ use crate::evaluate::{SeriesVerdict, evaluate, horizon_label, steps};
 use crate::explain::{CHART_POINTS, DASHBOARD_ANNOTATION, explanation};
 use crate::exposition::{LabelPairs, Metrics, one, series_labels, with_label};
 use crate::modelled::{Labels, ModelledSeries};
-use crate::prom::{PromClient, PromError, RangeSeries};
+use crate::prom::{PromError, RangeSeries};
+use crate::source::Source;
 
 /// Level of the bands prognos exports and alerts on.
 pub const BAND_LEVEL: f64 = 0.95;
@@ -83,7 +84,7 @@ pub struct Engine {
     pub config: Config,
     /// Which part of the series this engine models.
     pub shard: Shard,
-    client: PromClient,
+    client: Box<dyn Source>,
     /// Exported metrics.
     pub metrics: Arc<Metrics>,
     store: Arc<AlertStore>,
@@ -123,7 +124,7 @@ impl Engine {
     pub fn new(
         config: Config,
         shard: Shard,
-        client: PromClient,
+        client: impl Source + 'static,
         store: Arc<AlertStore>,
         sink: Arc<dyn AlertSink>,
         metrics: Arc<Metrics>,
@@ -152,7 +153,7 @@ impl Engine {
         Ok(Self {
             config,
             shard,
-            client,
+            client: Box::new(client),
             metrics,
             store,
             sink,
