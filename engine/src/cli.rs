@@ -181,6 +181,25 @@ pub enum EvalCommand {
     Nab(EvalNabArgs),
     /// MASE and interval coverage by rolling origin, beside seasonal naive and linear.
     Forecast(EvalForecastArgs),
+    /// Replay the rules over the labelled incident suite: what fired, when, and what cried wolf.
+    Alerts(EvalAlertsArgs),
+}
+
+/// `prognos eval alerts`.
+#[derive(Debug, Args)]
+pub struct EvalAlertsArgs {
+    /// The main configuration file (its rules are replayed; Prometheus is not used).
+    #[arg(long, short, default_value = "prognos.yml")]
+    pub config: PathBuf,
+    /// The suite: a folder of scenario files, or one file.
+    #[arg(long, default_value = "engine/suite")]
+    pub suite: PathBuf,
+    /// Replay only these scenarios (by name; repeatable).
+    #[arg(long)]
+    pub scenario: Vec<String>,
+    /// Print the result as JSON (every transition included) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `prognos eval nab`.

@@ -24,5 +24,6 @@ pub mod prom;
 pub mod scheduler;
 pub mod server;
 pub mod source;
+pub mod suite;
 pub mod table;
 pub mod timestamp;

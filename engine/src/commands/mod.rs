@@ -3,6 +3,7 @@
 mod backtest;
 mod check;
 mod detect;
+pub mod eval_alerts;
 mod eval_forecast;
 mod eval_nab;
 mod forecast;
@@ -34,6 +35,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             history(&args).map(|n| tracing::info!(samples = n, "History written."))
         }
         Command::Check(args) => check(&args.configs).map(|summary| print!("{summary}")),
+        Command::Eval(EvalCommand::Alerts(args)) => {
+            let result = eval_alerts::eval_alerts(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{}", result.report());
+            }
+            Ok(())
+        }
         Command::Eval(EvalCommand::Forecast(args)) => {
             let table = eval_forecast(&args)?;
             print!("{table}");

@@ -134,11 +134,9 @@ impl MemorySource {
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => Ok(match self.eval(&u.expr, t)? {
                 Value::Scalar(v) => Value::Scalar(-v),
-                Value::Vector(v) => Value::Vector(
-                    v.into_iter()
-                        .map(|(l, x)| (without_name(l), -x))
-                        .collect(),
-                ),
+                Value::Vector(v) => {
+                    Value::Vector(v.into_iter().map(|(l, x)| (without_name(l), -x)).collect())
+                }
             }),
             Expr::VectorSelector(vs) => {
                 reject_modifiers(vs.offset.is_some() || vs.at.is_some())?;
@@ -204,7 +202,9 @@ impl MemorySource {
                 Ok(match self.eval(arg(0)?, t)? {
                     Value::Scalar(v) => Value::Scalar(f(v)),
                     Value::Vector(v) => Value::Vector(
-                        v.into_iter().map(|(l, x)| (without_name(l), f(x))).collect(),
+                        v.into_iter()
+                            .map(|(l, x)| (without_name(l), f(x)))
+                            .collect(),
                     ),
                 })
             }
@@ -309,7 +309,11 @@ impl MemorySource {
         match (lhs, rhs) {
             (Value::Scalar(x), Value::Scalar(y)) => {
                 let v = apply(x, y)?.unwrap_or(f64::NAN);
-                Ok(Value::Scalar(if comparison && !return_bool { x } else { v }))
+                Ok(Value::Scalar(if comparison && !return_bool {
+                    x
+                } else {
+                    v
+                }))
             }
             (Value::Vector(v), Value::Scalar(y)) => {
                 let mut out = Vec::new();
@@ -383,10 +387,13 @@ impl MemorySource {
                             if let Some(&y) = right.get(&key(&labels))
                                 && let Some(v) = apply(x, y)?
                             {
-                                let labels = match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
-                                    Some(LabelModifier::Include(_)) if !name_kept => key(&labels),
-                                    _ => relabel(labels),
-                                };
+                                let labels =
+                                    match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+                                        Some(LabelModifier::Include(_)) if !name_kept => {
+                                            key(&labels)
+                                        }
+                                        _ => relabel(labels),
+                                    };
                                 out.push((labels, v));
                             }
                         }
@@ -422,7 +429,13 @@ fn over_window(name: &str, w: &[(i64, f64)], from: i64, to: i64) -> Option<f64> 
 /// Prometheus's `extrapolatedRate`: the change over the samples, corrected
 /// for counter resets, extrapolated towards the window's edges (at most half
 /// a sample interval past the samples, and never below zero for a counter).
-fn extrapolated(w: &[(i64, f64)], from: i64, to: i64, counter: bool, per_second: bool) -> Option<f64> {
+fn extrapolated(
+    w: &[(i64, f64)],
+    from: i64,
+    to: i64,
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
@@ -541,14 +554,27 @@ mod tests {
         let b: Vec<(i64, f64)> = (0..200)
             .map(|i| {
                 let t = i * 15;
-                (t, if t < 600 { 60.0 * i as f64 } else { 60.0 * (i - 39) as f64 })
+                (
+                    t,
+                    if t < 600 {
+                        60.0 * i as f64
+                    } else {
+                        60.0 * (i - 39) as f64
+                    },
+                )
             })
             .collect();
         let g: Vec<(i64, f64)> = (0..200).map(|i| (i * 15, 7.0)).collect();
         MemorySource::new(
             vec![
-                (labels(&[("__name__", "req_total"), ("job", "a"), ("code", "200")]), a),
-                (labels(&[("__name__", "req_total"), ("job", "b"), ("code", "500")]), b),
+                (
+                    labels(&[("__name__", "req_total"), ("job", "a"), ("code", "200")]),
+                    a,
+                ),
+                (
+                    labels(&[("__name__", "req_total"), ("job", "b"), ("code", "500")]),
+                    b,
+                ),
                 (labels(&[("__name__", "depth"), ("queue", "mes.work")]), g),
             ],
             1500,

@@ -1,0 +1,578 @@
+//! `prognos eval alerts`: replays the configured rules (the shipped
+//! `rules/` through `prognos.yml`) over the labelled incident suite and
+//! reports, per incident, whether and when the expected alert went pending
+//! and fired, its lead over the classic static alert, and every alert that
+//! no incident explains (a false alert).
+//!
+//! The replay runs the engine `prognos run` runs — the same scheduler,
+//! models, conditions and alert state machine — reading from a
+//! [`MemorySource`] instead of Prometheus, one evaluation per group interval.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use prognos_models::threshold::humanize_seconds;
+use prognos_notifiers::alert::{AlertInfo, Status};
+use serde::Serialize;
+
+use crate::alert::{AlertSink, AlertStatus, AlertStore};
+use crate::cli::EvalAlertsArgs;
+use crate::commands::run::load_config;
+use crate::config::Shard;
+use crate::exposition::Metrics;
+use crate::scheduler::Engine;
+use crate::source::memory::MemorySource;
+use crate::suite::{self, Scenario, Truth};
+
+/// After an incident ends, alerts of its series within this long are still
+/// its own (a resolved-then-late firing is not a false alert of another).
+pub const AFTER_END_SECS: i64 = 3600;
+
+/// An abrupt incident counts as caught in time if it fires this soon after onset.
+pub const ABRUPT_WITHIN_SECS: i64 = 600;
+
+/// Keeps every firing and resolved event with the slot it happened at.
+#[derive(Default)]
+struct Timeline {
+    now: Mutex<i64>,
+    events: Mutex<Vec<(i64, AlertInfo)>>,
+}
+
+impl AlertSink for Timeline {
+    fn send(&self, alerts: &[AlertInfo]) {
+        let now = *self.now.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        v.extend(alerts.iter().map(|a| (now, a.clone())));
+    }
+}
+
+/// One alert transition seen in a replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seen {
+    /// Unix seconds.
+    pub at: i64,
+    /// `pending`, `firing` or `resolved`.
+    pub state: &'static str,
+    /// The alert's name.
+    pub alert: String,
+    /// Its labels, `alertname` left out.
+    pub labels: BTreeMap<String, String>,
+    /// `$value` at the transition.
+    pub value: f64,
+}
+
+/// How one incident was caught.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentResult {
+    pub scenario: String,
+    pub kind: String,
+    pub alert: String,
+    pub labels: BTreeMap<String, String>,
+    pub onset: i64,
+    pub end: i64,
+    /// When the classic static alert would have fired.
+    pub static_at: Option<i64>,
+    /// When the rule's condition truly held.
+    pub holds_from: Option<i64>,
+    pub pending_at: Option<i64>,
+    pub fired_at: Option<i64>,
+    /// Seconds the alert fired before the static one (negative: after).
+    pub lead_secs: Option<i64>,
+    /// Seconds from onset to firing.
+    pub delay_secs: Option<i64>,
+    /// Seconds from when the condition truly held to firing.
+    pub delay_from_holds_secs: Option<i64>,
+    /// Firing notifications of the expected alert for this incident.
+    pub notifications: usize,
+    pub abrupt: bool,
+    /// Whether it meets the issue's bar: fired; abrupt within 10 min of
+    /// onset; growth ahead of the static alert by half the time from onset
+    /// to its breach, and within an hour of the condition truly holding.
+    pub in_time: bool,
+}
+
+/// An alert no incident explains.
+#[derive(Debug, Clone, Serialize)]
+pub struct FalseAlert {
+    pub scenario: String,
+    pub at: i64,
+    pub alert: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// One scenario's replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub description: String,
+    pub traps: Vec<String>,
+    pub evaluated_from: i64,
+    pub evaluated_to: i64,
+    pub incidents: Vec<IncidentResult>,
+    pub false_alerts: Vec<FalseAlert>,
+    pub transitions: Vec<Seen>,
+    /// Rules whose last evaluation failed, with the error.
+    pub errors: Vec<String>,
+}
+
+/// The whole suite's replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteResult {
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// Runs `args`: the suite folder (or one scenario file) under the configuration.
+pub fn eval_alerts(args: &EvalAlertsArgs) -> Result<SuiteResult> {
+    let config = load_config(&args.config)?;
+    let specs = if args.suite.is_file() {
+        vec![suite::load_file(&args.suite)?]
+    } else {
+        suite::load_dir(&args.suite)?
+    };
+    let mut scenarios = Vec::new();
+    for spec in &specs {
+        let scenario = spec.generate();
+        if !args.scenario.is_empty() && !args.scenario.contains(&scenario.name) {
+            continue;
+        }
+        tracing::info!(scenario = %scenario.name, "Replaying.");
+        scenarios.push(replay(&config, &scenario)?);
+    }
+    if scenarios.is_empty() {
+        bail!(
+            "no scenario to replay in {} (names asked: {:?})",
+            args.suite.display(),
+            args.scenario
+        );
+    }
+    Ok(SuiteResult { scenarios })
+}
+
+/// Replays `config`'s rules over `scenario`.
+pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<ScenarioResult> {
+    let source = Arc::new(MemorySource::new(scenario.series.clone(), scenario.end));
+    let scratch = std::env::temp_dir().join(format!(
+        "prognos-eval-alerts-{}-{}",
+        std::process::id(),
+        scenario.name
+    ));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let store = Arc::new(AlertStore::open(&scratch.join("state.redb"))?);
+    let timeline = Arc::new(Timeline::default());
+    let engine = Engine::new(
+        config.clone(),
+        Shard::default(),
+        source.clone(),
+        store,
+        timeline.clone(),
+        Arc::new(Metrics::new()),
+    )?;
+    let intervals: BTreeMap<String, i64> = config
+        .groups
+        .iter()
+        .map(|g| (g.name.clone(), g.interval.as_secs().max(1) as i64))
+        .collect();
+    let tick = intervals.values().copied().min().unwrap_or(60);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut pending: Vec<Seen> = Vec::new();
+    let mut open_pending: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let from = scenario.evaluate_from.div_euclid(tick) * tick;
+    runtime.block_on(async {
+        let mut t = from;
+        while t <= scenario.end {
+            *timeline.now.lock().unwrap_or_else(|e| e.into_inner()) = t;
+            for r in &engine.rules {
+                let mut rt = r.lock().await;
+                if t % intervals.get(&rt.group).copied().unwrap_or(tick) != 0 {
+                    continue;
+                }
+                engine.evaluate_rule(&mut rt, t).await;
+                let mut now_pending = Vec::new();
+                for a in rt.alerts.active() {
+                    if a.status == AlertStatus::Pending {
+                        let key = (rt.id.clone(), crate::alert::state::key(&a.labels));
+                        if !open_pending.contains_key(&key) {
+                            pending.push(seen(t, "pending", &a.labels, a.value));
+                        }
+                        now_pending.push(key);
+                    }
+                }
+                open_pending.retain(|k, _| k.0 != rt.id);
+                for k in now_pending {
+                    open_pending.insert(k, t);
+                }
+            }
+            t += tick;
+        }
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut errors = Vec::new();
+    runtime.block_on(async {
+        for r in &engine.rules {
+            let rt = r.lock().await;
+            if let Some(e) = &rt.last_error {
+                errors.push(format!("{}: {e}", rt.id));
+            }
+        }
+    });
+    let events = std::mem::take(&mut *timeline.events.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut transitions: Vec<Seen> = events
+        .iter()
+        .map(|(t, a)| {
+            let state = match a.status {
+                Status::Firing => "firing",
+                Status::Resolved => "resolved",
+            };
+            seen(*t, state, &a.labels, a.value)
+        })
+        .chain(pending)
+        .collect();
+    transitions.sort_by(|a, b| (a.at, &a.alert).cmp(&(b.at, &b.alert)));
+
+    let mut incidents = Vec::new();
+    for truth in &scenario.incidents {
+        let static_at = match &truth.static_expr {
+            Some(expr) => static_fire(&source, expr, truth, scenario)?,
+            None => None,
+        };
+        incidents.push(judge(scenario, truth, static_at, &transitions));
+    }
+    let false_alerts = transitions
+        .iter()
+        .filter(|s| s.state == "firing")
+        .filter(|s| !scenario.incidents.iter().any(|i| explains(i, s)))
+        .map(|s| FalseAlert {
+            scenario: scenario.name.clone(),
+            at: s.at,
+            alert: s.alert.clone(),
+            labels: s.labels.clone(),
+            value: s.value,
+        })
+        .collect();
+    Ok(ScenarioResult {
+        name: scenario.name.clone(),
+        description: scenario.description.clone(),
+        traps: scenario.traps.clone(),
+        evaluated_from: from,
+        evaluated_to: scenario.end,
+        incidents,
+        false_alerts,
+        transitions,
+        errors,
+    })
+}
+
+fn seen(at: i64, state: &'static str, labels: &BTreeMap<String, String>, value: f64) -> Seen {
+    let mut labels = labels.clone();
+    let alert = labels.remove("alertname").unwrap_or_default();
+    Seen {
+        at,
+        state,
+        alert,
+        labels,
+        value,
+    }
+}
+
+/// Whether `s` carries every label of the incident's identifying set.
+fn matches_labels(truth: &Truth, s: &Seen) -> bool {
+    truth.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+}
+
+/// The window in which alerts about `truth` are its own.
+fn window(truth: &Truth) -> (i64, i64) {
+    (truth.onset, truth.end + AFTER_END_SECS)
+}
+
+/// Whether an alert is explained by the incident: about its series, during it.
+fn explains(truth: &Truth, s: &Seen) -> bool {
+    let (from, to) = window(truth);
+    matches_labels(truth, s) && s.at >= from && s.at <= to
+}
+
+/// When the static alert `expr` (held for `static_for`) first fires after onset.
+fn static_fire(
+    source: &MemorySource,
+    expr: &str,
+    truth: &Truth,
+    scenario: &Scenario,
+) -> Result<Option<i64>> {
+    let step = 60;
+    let from = truth.onset.div_euclid(step) * step;
+    let series = source
+        .range(expr, from, scenario.end, step)
+        .with_context(|| format!("the static alert of {} in {}", truth.kind, scenario.name))?;
+    let mut first: Option<i64> = None;
+    for s in series {
+        // A comparison returns the points where it holds: find a run of `for`.
+        let mut run_start: Option<i64> = None;
+        let mut prev: Option<i64> = None;
+        for &(t, _) in &s.samples {
+            if prev.is_none_or(|p| t - p > step) {
+                run_start = Some(t);
+            }
+            prev = Some(t);
+            if let Some(r) = run_start
+                && t - r >= truth.static_for
+            {
+                first = Some(first.map_or(t, |f| f.min(t)));
+                break;
+            }
+        }
+    }
+    Ok(first)
+}
+
+fn judge(
+    scenario: &Scenario,
+    truth: &Truth,
+    static_at: Option<i64>,
+    transitions: &[Seen],
+) -> IncidentResult {
+    let mine: Vec<&Seen> = transitions
+        .iter()
+        .filter(|s| s.alert == truth.alert && explains(truth, s))
+        .collect();
+    let fired_at = mine.iter().find(|s| s.state == "firing").map(|s| s.at);
+    let pending_at = mine
+        .iter()
+        .filter(|s| s.state == "pending" && fired_at.is_none_or(|f| s.at <= f))
+        .map(|s| s.at)
+        .next();
+    let notifications = mine.iter().filter(|s| s.state == "firing").count();
+    let lead_secs = fired_at.zip(static_at).map(|(f, s)| s - f);
+    let delay_secs = fired_at.map(|f| f - truth.onset);
+    let delay_from_holds_secs = fired_at.zip(truth.holds_from).map(|(f, h)| f - h);
+    let in_time = match fired_at {
+        None => false,
+        Some(f) if truth.abrupt => f - truth.onset <= ABRUPT_WITHIN_SECS,
+        Some(f) => {
+            let half_lead = static_at.is_none_or(|s| s - f >= (s - truth.onset) / 2);
+            let soon_after_holds = truth.holds_from.is_none_or(|h| f - h <= 3600);
+            half_lead && soon_after_holds
+        }
+    };
+    IncidentResult {
+        scenario: scenario.name.clone(),
+        kind: truth.kind.clone(),
+        alert: truth.alert.clone(),
+        labels: truth.labels.clone(),
+        onset: truth.onset,
+        end: truth.end,
+        static_at,
+        holds_from: truth.holds_from,
+        pending_at,
+        fired_at,
+        lead_secs,
+        delay_secs,
+        delay_from_holds_secs,
+        notifications,
+        abrupt: truth.abrupt,
+        in_time,
+    }
+}
+
+fn rel(secs: Option<i64>) -> String {
+    match secs {
+        None => "—".to_string(),
+        Some(s) if s < 0 => format!("-{}", humanize_seconds(-s)),
+        Some(s) => humanize_seconds(s),
+    }
+}
+
+impl SuiteResult {
+    /// Days of evaluated time over all scenarios.
+    pub fn days(&self) -> f64 {
+        self.scenarios
+            .iter()
+            .map(|s| (s.evaluated_to - s.evaluated_from) as f64 / 86_400.0)
+            .sum()
+    }
+
+    /// Every incident.
+    pub fn incidents(&self) -> impl Iterator<Item = &IncidentResult> {
+        self.scenarios.iter().flat_map(|s| s.incidents.iter())
+    }
+
+    /// Every false alert.
+    pub fn false_alerts(&self) -> impl Iterator<Item = &FalseAlert> {
+        self.scenarios.iter().flat_map(|s| s.false_alerts.iter())
+    }
+
+    /// The report as a table.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "{:<22} {:<18} {:<22} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  {}\n",
+            "scenario",
+            "incident",
+            "alert",
+            "pending",
+            "fired",
+            "static",
+            "lead",
+            "vs holds",
+            "notif",
+            "verdict"
+        ));
+        for i in self.incidents() {
+            let since = |t: Option<i64>| rel(t.map(|t| t - i.onset));
+            let verdict = match (i.fired_at, i.in_time) {
+                (None, _) => "MISSED",
+                (Some(_), true) if i.notifications == 1 => "ok",
+                (Some(_), true) => "ok, repeated",
+                (Some(_), false) => "LATE",
+            };
+            out.push_str(&format!(
+                "{:<22} {:<18} {:<22} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}  {}\n",
+                i.scenario,
+                i.kind,
+                i.alert,
+                since(i.pending_at),
+                since(i.fired_at),
+                since(i.static_at),
+                rel(i.lead_secs),
+                rel(i.delay_from_holds_secs),
+                i.notifications,
+                verdict
+            ));
+        }
+        out.push_str("(times after onset; lead: before the static alert; vs holds: after the condition truly held)\n");
+        let days = self.days();
+        let mut per_rule: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in self.false_alerts() {
+            *per_rule.entry(f.alert.as_str()).or_default() += 1;
+        }
+        if per_rule.is_empty() {
+            out.push_str(&format!("false alerts: none in {days:.1} days evaluated\n"));
+        } else {
+            out.push_str(&format!("false alerts in {days:.1} days evaluated:\n"));
+            for f in self.false_alerts() {
+                let labels: Vec<String> =
+                    f.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                out.push_str(&format!(
+                    "  {:<22} {}  {} {{{}}} value {}\n",
+                    f.scenario,
+                    crate::timestamp::format(f.at, crate::timestamp::TimestampStyle::Rfc3339),
+                    f.alert,
+                    labels.join(", "),
+                    f.value
+                ));
+            }
+            for (rule, n) in &per_rule {
+                out.push_str(&format!(
+                    "  {rule}: {n} ({:.1} per week)\n",
+                    *n as f64 * 7.0 / days.max(1e-9)
+                ));
+            }
+        }
+        for s in &self.scenarios {
+            for e in &s.errors {
+                out.push_str(&format!("error in {}: {e}\n", s.name));
+            }
+        }
+        let n = self.incidents().count();
+        let detected = self.incidents().filter(|i| i.fired_at.is_some()).count();
+        let in_time = self.incidents().filter(|i| i.in_time).count();
+        let once = self.incidents().filter(|i| i.notifications == 1).count();
+        out.push_str(&format!(
+            "summary: {detected}/{n} incidents alerted, {in_time}/{n} in time, {once}/{n} with one notification, {} false alerts in {days:.1} days\n",
+            self.false_alerts().count()
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the workspace")
+            .to_path_buf()
+    }
+
+    /// The demo's `stalled_consumer`: `mes.work` empty for days, then
+    /// growing by about 1,000 messages a minute.
+    fn stalled_consumer() -> Scenario {
+        let onset = 1_795_000_000 / 60 * 60;
+        let start = onset - 4 * 86_400;
+        let end = onset + 20 * 60;
+        let mut work = Vec::new();
+        let mut dead = Vec::new();
+        let mut t = start;
+        while t <= end {
+            let grown = if t > onset {
+                (t - onset) as f64 / 60.0 * 1000.0
+            } else {
+                0.0
+            };
+            work.push((t, grown.round()));
+            dead.push((t, 3.0));
+            t += 60;
+        }
+        let labels = |q: &str| -> BTreeMap<String, String> {
+            [
+                ("__name__", "rabbitmq_queue_messages_ready"),
+                ("queue", q),
+                ("instance", "rabbitmq:15692"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        Scenario {
+            name: "stall".into(),
+            description: String::new(),
+            start,
+            evaluate_from: onset - 30 * 60,
+            end,
+            series: vec![(labels("mes.work"), work), (labels("mes.dead"), dead)],
+            incidents: vec![Truth {
+                kind: "consumer_stall".into(),
+                alert: "MesQueueBacklogSoon".into(),
+                labels: [("queue".to_string(), "mes.work".to_string())].into(),
+                onset,
+                end,
+                static_expr: Some(
+                    r#"sum by (queue) (rabbitmq_queue_messages_ready{queue="mes.work"}) > 10000"#
+                        .into(),
+                ),
+                static_for: 300,
+                holds_from: Some(onset),
+                abrupt: false,
+            }],
+            traps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_stalled_consumer_fires_the_shipped_backlog_rule_before_the_queue_passes_its_threshold() {
+        let config = load_config(&repo().join("prognos.yml")).expect("the shipped config");
+        let scenario = stalled_consumer();
+        let r = replay(&config, &scenario).expect("replay");
+        let i = &r.incidents[0];
+        println!(
+            "{}",
+            SuiteResult {
+                scenarios: vec![r.clone()]
+            }
+            .report()
+        );
+        let fired = i.fired_at.expect("MesQueueBacklogSoon fired for mes.work");
+        // The queue passes 10,000 ten minutes after onset.
+        assert!(
+            fired < i.onset + 600,
+            "fired {}s after onset",
+            fired - i.onset
+        );
+        assert_eq!(i.notifications, 1);
+        assert!(r.false_alerts.is_empty(), "{:?}", r.false_alerts);
+    }
+}
