@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use prognos_models::forecast::Level;
 use tokio::sync::Mutex;
 
-use crate::alert::{AlertEvent, AlertSink, AlertStatus, AlertStore, RuleAlerts, alert_info};
-use crate::config::{Condition, Config, Rule, Shard, render, window_query};
+use crate::alert::{
+    AlertEvent, AlertSink, AlertStatus, AlertStore, Observation, RuleAlerts, Timing, alert_info,
+};
+use crate::config::{Condition, Config, Rule, Shard, render, uses_eta, window_query};
 use crate::evaluate::{SeriesVerdict, evaluate, horizon_label, steps};
 use crate::explain::{CHART_POINTS, DASHBOARD_ANNOTATION, explanation};
 use crate::exposition::{LabelPairs, Metrics, one, series_labels, with_label};
@@ -76,6 +78,10 @@ pub struct RuleRuntime {
     pub last_warnings: AtomicU64,
     /// The latest verdict per series key (for the API).
     pub verdicts: HashMap<String, SeriesVerdict>,
+    /// Series dropped as vanished, by key: the timestamp of the last sample
+    /// each had. A history query still returns their old samples, which
+    /// must not bring them back (see [`is_back`]).
+    pub dropped: HashMap<String, i64>,
 }
 
 /// The engine: configuration, client, metrics, store and the rules' state.
@@ -147,6 +153,7 @@ impl Engine {
                     last_error: None,
                     last_warnings: AtomicU64::new(0),
                     verdicts: HashMap::new(),
+                    dropped: HashMap::new(),
                 })));
             }
         }
@@ -182,6 +189,7 @@ impl Engine {
                     if same(&o.rule, &n.rule) && old.shard == self.shard {
                         n.series = std::mem::take(&mut o.series);
                         n.verdicts = std::mem::take(&mut o.verdicts);
+                        n.dropped = std::mem::take(&mut o.dropped);
                         n.last_eval = o.last_eval;
                         n.health = o.health;
                     }
@@ -337,9 +345,10 @@ impl Engine {
         let mut refit_keys = Vec::new();
         for s in fetched {
             let key = crate::alert::state::key(&s.labels);
-            if !owns(self.shard, &key) {
+            if !owns(self.shard, &key) || !is_back(&rt.dropped, &key, &s.samples) {
                 continue;
             }
+            rt.dropped.remove(&key);
             match rt.series.get_mut(&key) {
                 Some(m) => {
                     m.last_seen = now;
@@ -354,7 +363,18 @@ impl Engine {
         if needs_full || !refit_keys.is_empty() {
             self.check_cardinality(rt, now).await?;
             let history = rt.rule.history.as_secs() as i64;
-            let full = self.query(rt, align(now - history, step), end).await?;
+            let mut full = self.query(rt, align(now - history, step), end).await?;
+            // A dropped series stays dropped until it has a newer sample.
+            full.retain(|s| {
+                is_back(
+                    &rt.dropped,
+                    &crate::alert::state::key(&s.labels),
+                    &s.samples,
+                )
+            });
+            for s in &full {
+                rt.dropped.remove(&crate::alert::state::key(&s.labels));
+            }
             self.fit_series(rt, full, now, max_horizon, &refit_keys)
                 .await;
         }
@@ -369,30 +389,37 @@ impl Engine {
         for k in gone {
             if let Some(s) = rt.series.remove(&k) {
                 tracing::info!(rule = %rt.id, labels = ?s.labels, "Series vanished; dropped.");
+                rt.dropped.insert(k.clone(), s.last_ts);
                 self.metrics
                     .forget_series(&series_labels(&rt.id, &s.labels), &horizons);
                 rt.verdicts.remove(&k);
             }
         }
+        forget_old_drops(
+            &mut rt.dropped,
+            now,
+            rt.rule.history.as_secs() as i64 + step,
+        );
         self.metrics
             .series_modelled
             .get_or_create(&one("rule", &rt.id))
             .set(rt.series.len() as i64);
-        // Verdicts, exports and alerts.
-        let mut holding = Vec::new();
+        // Verdicts, exports and alerts: every series is observed, holding or
+        // not, so alerts carry the value of the latest evaluation.
+        let mut observed = Vec::new();
         let mut series_of = HashMap::new();
         rt.verdicts.clear();
         for (k, s) in &rt.series {
             let v = evaluate(&rt.rule, s, level);
             self.export(&rt.id, s, &v);
+            let input = self.alert_input(&rt.rule, &s.labels, &v);
             if v.holds {
-                let input = self.alert_input(&rt.rule, &s.labels, &v);
-                series_of.insert(crate::alert::state::key(&input.0), k.clone());
-                holding.push(input);
+                series_of.insert(crate::alert::state::key(&input.labels), k.clone());
             }
+            observed.push(input);
             rt.verdicts.insert(k.clone(), v);
         }
-        let events = self.run_alerts(rt, now, holding);
+        let events = self.run_alerts(rt, now, observed);
         self.announce(rt, now, events, &series_of).await;
         Ok(())
     }
@@ -524,12 +551,12 @@ impl Engine {
         }
     }
 
-    fn alert_input(
-        &self,
-        rule: &Rule,
-        labels: &Labels,
-        v: &SeriesVerdict,
-    ) -> (Labels, f64, Labels) {
+    /// What the state machine sees of one series: its alert labels and
+    /// value, whether the condition holds, and the rendered annotations.
+    /// When the condition does not hold and there is no ETA, annotations
+    /// using `{{ $eta }}` are left out, so a resolved alert keeps the ETA it
+    /// fired with and takes the current value everywhere else.
+    fn alert_input(&self, rule: &Rule, labels: &Labels, v: &SeriesVerdict) -> Observation {
         let mut l = labels.clone();
         l.remove("__name__");
         let eta = v.eta_text.as_deref();
@@ -540,9 +567,15 @@ impl Engine {
         let annotations = rule
             .annotations
             .iter()
+            .filter(|(_, t)| v.holds || eta.is_some() || !uses_eta(t))
             .map(|(k, t)| (k.clone(), render(t, labels, v.value, eta)))
             .collect();
-        (l, v.value, annotations)
+        Observation {
+            labels: l,
+            value: v.value,
+            annotations,
+            holds: v.holds,
+        }
     }
 
     /// Runs the state machine, saves its state and returns the transitions
@@ -551,13 +584,15 @@ impl Engine {
         &self,
         rt: &mut RuleRuntime,
         now: i64,
-        holding: Vec<(Labels, f64, Labels)>,
+        observed: Vec<Observation>,
     ) -> Vec<AlertEvent> {
         let events = rt.alerts.eval(
             now,
-            holding,
-            rt.rule.for_.as_secs() as i64,
-            rt.rule.keep_firing_for.as_secs() as i64,
+            observed,
+            Timing {
+                for_secs: rt.rule.for_.as_secs() as i64,
+                keep_firing_for_secs: rt.rule.keep_firing_for.as_secs() as i64,
+            },
         );
         for status in [AlertStatus::Pending, AlertStatus::Firing] {
             let n = rt.alerts.active().filter(|a| a.status == status).count();
@@ -689,9 +724,12 @@ impl Engine {
                 }
             }
         }
-        let mut holding = Vec::new();
+        let mut observed = Vec::new();
         for (labels, by_window) in rates.values() {
-            let mut worst: Option<f64> = None;
+            // The value: the worst long-window rate among the pairs that
+            // hold, or among all pairs when none does (a resolved alert
+            // tells the rate at resolution).
+            let (mut worst, mut highest): (Option<f64>, Option<f64>) = (None, None);
             for w in &windows {
                 let (Some(long), Some(short)) = (
                     by_window.get(&w.long.as_secs()),
@@ -699,25 +737,42 @@ impl Engine {
                 ) else {
                     continue;
                 };
+                highest = Some(highest.map_or(*long, |x: f64| x.max(*long)));
                 if *long >= w.factor && *short >= w.factor {
                     worst = Some(worst.map_or(*long, |x: f64| x.max(*long)));
                 }
             }
-            if let Some(rate) = worst {
+            if let Some(rate) = worst.or(highest) {
                 let v = SeriesVerdict {
                     forecasts: Vec::new(),
                     eta_secs: None,
                     eta_text: None,
-                    holds: true,
+                    holds: worst.is_some(),
                     value: rate,
                 };
-                holding.push(self.alert_input(&rt.rule, labels, &v));
+                observed.push(self.alert_input(&rt.rule, labels, &v));
             }
         }
-        let events = self.run_alerts(rt, now, holding);
+        let events = self.run_alerts(rt, now, observed);
         self.announce(rt, now, events, &HashMap::new()).await;
         Ok(())
     }
+}
+
+/// Whether a series Prometheus returned with `samples` may be modelled:
+/// one never dropped, or a dropped one with a sample newer than the last it
+/// had when it was dropped (it came back). The old samples of a dropped
+/// series, still within a history query's range, do not count.
+pub fn is_back(dropped: &HashMap<String, i64>, key: &str, samples: &[(i64, f64)]) -> bool {
+    dropped
+        .get(key)
+        .is_none_or(|&last| samples.iter().any(|&(t, v)| t > last && v.is_finite()))
+}
+
+/// Forgets dropped series whose last sample is older than `reach` seconds
+/// before `now`: no history query returns it any more.
+pub fn forget_old_drops(dropped: &mut HashMap<String, i64>, now: i64, reach: i64) {
+    dropped.retain(|_, last| now - *last <= reach);
 }
 
 /// How far a condition looks ahead.
@@ -748,6 +803,31 @@ mod tests {
         assert!(na > 400 && nb > 400, "{na} / {nb}");
         assert!(keys.iter().all(|k| owns(a, k) != owns(b, k)));
         assert!(keys.iter().all(|k| owns(Shard { index: 0, count: 1 }, k)));
+    }
+
+    #[test]
+    fn a_dropped_series_stays_dropped_until_it_has_a_newer_sample() {
+        let mut dropped = HashMap::new();
+        dropped.insert("queue=\"mes.work\",".to_string(), 1_000);
+        let key = "queue=\"mes.work\",";
+        // A full-history query returns its old samples: not back.
+        let old = [(700, 5.0), (850, 6.0), (1_000, 7.0)];
+        assert!(!is_back(&dropped, key, &old));
+        assert!(!is_back(&dropped, key, &[]));
+        // A gap marker after the drop is no return either.
+        assert!(!is_back(&dropped, key, &[(1_000, 7.0), (1_060, f64::NAN)]));
+        // A new sample is.
+        assert!(is_back(&dropped, key, &[(1_000, 7.0), (1_060, 1.0)]));
+        // Other series are unaffected.
+        assert!(is_back(&dropped, "queue=\"mes.dead\",", &old));
+    }
+
+    #[test]
+    fn drops_are_forgotten_once_out_of_history_reach() {
+        let mut dropped: HashMap<String, i64> =
+            [("a".to_string(), 1_000), ("b".to_string(), 5_000)].into();
+        forget_old_drops(&mut dropped, 8_000, 3_000);
+        assert_eq!(dropped.keys().collect::<Vec<_>>(), ["b"]);
     }
 
     #[test]

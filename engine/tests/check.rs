@@ -458,3 +458,196 @@ fn a_huge_token_is_not_echoed() {
     assert!(!ok);
     assert!(text.len() < 600 * e.len(), "{} bytes", text.len());
 }
+
+/// A rule file holding one rule with `body` (its lines after `alert:`,
+/// indented by 8).
+fn one_rule(body: &str) -> String {
+    format!("groups:\n  - name: g\n    interval: 1m\n    rules:\n      - alert: A\n{body}")
+}
+
+#[test]
+fn a_look_ahead_beyond_what_can_be_forecast_is_refused_with_the_limit() {
+    let rule = one_rule(
+        "        expr: x_bytes\n        step: 1m\n        condition:\n          forecast: {threshold: 1, within: 7d}\n",
+    );
+    let (dir, main) = setup(&[("prognos.yml", MAIN), ("rules/r.yml", &rule)]);
+    let e = errors(dir.path(), &main);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(r#"rules/r.yml:9:49: group "g", rule "A": field 'condition.forecast.within': must be at most 6d: the engine forecasts at most 8640 steps of 1m (6d), got 7d"#),
+        "{}",
+        e[0]
+    );
+
+    // Time to threshold looks twice as far: 4d at 1m is 8d of forecast.
+    let rule = one_rule(
+        "        expr: x_bytes\n        step: 1m\n        horizons: [1h]\n        condition:\n          time_to_threshold: {threshold: 1, less_than: 4d}\n",
+    );
+    let (dir, main) = setup(&[("prognos.yml", MAIN), ("rules/r.yml", &rule)]);
+    let e = errors(dir.path(), &main);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("field 'condition.time_to_threshold.less_than': must be at most 3d (the engine looks twice as far ahead")
+            && e[0].contains("8640 steps of 1m (6d), got 4d"),
+        "{}",
+        e[0]
+    );
+
+    // A horizon too far, and a within shorter than a step.
+    let rule = one_rule(
+        "        expr: x_bytes\n        step: 5m\n        horizons: [1h, 31d]\n        condition:\n          forecast: {threshold: 1, within: 1m}\n",
+    );
+    let (dir, main) = setup(&[("prognos.yml", MAIN), ("rules/r.yml", &rule)]);
+    let e = errors(dir.path(), &main).join("\n");
+    assert!(
+        e.contains("field 'horizons[1]': must be at most 30d: the engine forecasts at most 8640 steps of 5m (30d), got 31d"),
+        "{e}"
+    );
+    assert!(
+        e.contains("field 'condition.forecast.within': must be ≥ step (5m)"),
+        "{e}"
+    );
+
+    // At the limit, it loads.
+    let rule = one_rule(
+        "        expr: x_bytes\n        step: 1m\n        horizons: [6d]\n        condition:\n          time_to_threshold: {threshold: 1, less_than: 3d}\n",
+    );
+    let (_dir, main) = setup(&[("prognos.yml", MAIN), ("rules/r.yml", &rule)]);
+    config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn loaded_rule(body: &str) -> config::Rule {
+    let (_dir, main) = setup(&[("prognos.yml", MAIN), ("rules/r.yml", &one_rule(body))]);
+    let c = config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    c.groups[0].rules[0].clone()
+}
+
+#[test]
+fn bounds_are_read_inferred_or_left_open() {
+    use prognos_models::forecast::Bounds;
+    let anomaly = "        condition: {anomaly: {score_above: 0.9}}\n";
+    let with =
+        |expr: &str, extra: &str| loaded_rule(&format!("        expr: '{expr}'\n{extra}{anomaly}"));
+    assert_eq!(
+        with(
+            "100 * (1 - avg(rate(node_cpu_seconds_total{mode=\"idle\"}[5m])))",
+            "        bounds: [0, 100]\n"
+        )
+        .bounds,
+        Bounds {
+            lower: Some(0.0),
+            upper: Some(100.0)
+        }
+    );
+    assert_eq!(
+        with("queue_depth", "        bounds: [0, null]\n").bounds,
+        Bounds::NON_NEGATIVE
+    );
+    assert_eq!(
+        with("temperature_celsius", "        bounds: [null, 60.5]\n").bounds,
+        Bounds {
+            lower: None,
+            upper: Some(60.5)
+        }
+    );
+    assert_eq!(
+        with(
+            "sum by (job) (rate(process_cpu_seconds_total[5m])) * 100",
+            ""
+        )
+        .bounds,
+        Bounds::NON_NEGATIVE,
+        "inferred from _total"
+    );
+    assert_eq!(
+        with("a_bytes - b_bytes", "").bounds,
+        Bounds::NONE,
+        "a subtraction can be negative"
+    );
+    assert_eq!(
+        with("x_bytes", "        bounds: [null, null]\n").bounds,
+        Bounds::NONE,
+        "declared open: no inference"
+    );
+}
+
+#[test]
+fn bad_bounds_are_located() {
+    let rule = format!(
+        "{}      - alert: B\n        expr: x\n        bounds: [100, 0]\n        condition: {{anomaly: {{score_above: 0.9}}}}\n      - alert: C\n        expr: x\n        bounds: [0, .inf]\n        condition: {{anomaly: {{score_above: 0.9}}}}\n",
+        one_rule(
+            "        expr: x\n        bounds: [0]\n        condition: {anomaly: {score_above: 0.9}}\n"
+        )
+    );
+    let (dir, main) = setup(&[("prognos.yml", MAIN), ("rules/r.yml", &rule)]);
+    let e = errors(dir.path(), &main);
+    let want = [
+        r#"rules/r.yml:7:9: group "g", rule "A": field 'bounds': must be [lower, upper] with null for an open side, such as [0, 100] or [0, null], got 1 values"#,
+        r#"rules/r.yml:11:23: group "g", rule "B": field 'bounds[1]': must be greater than the lower bound 100, got 0"#,
+        r#"rules/r.yml:15:20: group "g", rule "C": field 'bounds[1]': must be a finite number or null, got inf"#,
+    ];
+    assert_eq!(e, want);
+}
+
+#[test]
+fn keep_firing_for_defaults_to_bridge_a_wavering_condition() {
+    let anomaly = "        expr: x\n        condition: {anomaly: {score_above: 0.9}}\n";
+    let mins = |m: u64| Duration::from_secs(60 * m);
+    assert_eq!(
+        loaded_rule(anomaly).keep_firing_for,
+        mins(10),
+        "at least 10m"
+    );
+    assert_eq!(
+        loaded_rule(&format!("{anomaly}        for: 15m\n")).keep_firing_for,
+        mins(15),
+        "at least `for`"
+    );
+    assert_eq!(
+        loaded_rule(&format!("{anomaly}        keep_firing_for: 0s\n")).keep_firing_for,
+        Duration::ZERO,
+        "as set"
+    );
+    // Twice a long group interval.
+    let (_dir, main) = setup(&[
+        ("prognos.yml", MAIN),
+        (
+            "rules/r.yml",
+            &one_rule(anomaly).replace("interval: 1m", "interval: 15m"),
+        ),
+    ]);
+    let c = config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.groups[0].rules[0].keep_firing_for, mins(30));
+}
+
+#[test]
+fn the_shipped_rules_declare_or_infer_their_bounds() {
+    use prognos_models::forecast::Bounds;
+    let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prognos.yml");
+    let c = config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    let rule = |name: &str| {
+        c.groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no rule {name}"))
+            .clone()
+    };
+    let zero_to_100 = Bounds {
+        lower: Some(0.0),
+        upper: Some(100.0),
+    };
+    assert_eq!(rule("DbHostCpuHighSoon").bounds, zero_to_100);
+    // Percent of one core, summed: may pass 100.
+    assert_eq!(rule("ApiCpuHighSoon").bounds, Bounds::NON_NEGATIVE);
+    for name in [
+        "MesQueueBacklogSoon",
+        "QueueUnackedGrowing",
+        "ShopDbFullSoon",
+        "S3BucketFullSoon",
+        "ApiMemoryHighSoon",
+        "Http500Anomalous",
+    ] {
+        assert_eq!(rule(name).bounds, Bounds::NON_NEGATIVE, "{name}");
+    }
+}

@@ -11,5 +11,5 @@ pub mod state;
 pub mod store;
 
 pub use sink::{AlertSink, LogSink, alert_info};
-pub use state::{Alert, AlertEvent, AlertStatus, RuleAlerts};
+pub use state::{Alert, AlertEvent, AlertStatus, Observation, RuleAlerts, Timing};
 pub use store::{AlertStore, StoreError};

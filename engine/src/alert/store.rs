@@ -112,7 +112,7 @@ impl AlertStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::{AlertStatus, Labels};
+    use super::super::state::{AlertStatus, Labels, Observation, Timing};
     use super::*;
 
     #[test]
@@ -121,7 +121,11 @@ mod tests {
         let path = dir.path().join("state.redb");
         let mut r = RuleAlerts::default();
         let labels: Labels = [("alertname".to_string(), "A".to_string())].into();
-        r.eval(0, vec![(labels.clone(), 1.0, Labels::new())], 0, 0);
+        r.eval(
+            0,
+            vec![Observation::holding(labels.clone(), 1.0, Labels::new())],
+            Timing::default(),
+        );
         {
             let store = AlertStore::open(&path).unwrap();
             assert!(store.load_all().unwrap().is_empty());

@@ -36,7 +36,7 @@ use prognos_models::threshold::Direction;
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
-pub use template::render;
+pub use template::{render, uses_eta};
 
 /// The validated configuration: the main file and every rule it loads.
 #[derive(Debug, Clone)]

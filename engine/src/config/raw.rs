@@ -186,8 +186,18 @@ pub struct RawRule {
     #[serde(rename = "for")]
     pub for_: Option<Text>,
     /// How long a firing alert keeps firing after the condition stops
-    /// holding. Duration ≥ 0. Default `0s`.
+    /// holding. Duration ≥ 0. Default: the longest of `for`, twice the
+    /// group's interval and 10m, so one incident whose condition wavers
+    /// notifies once; `0s` resolves at the first evaluation that does not
+    /// hold, as Prometheus does.
     pub keep_firing_for: Option<Text>,
+    /// The values the series can take, `[lower, upper]`, either side `null`
+    /// for unbounded: forecasts and bands never leave them. Finite numbers,
+    /// lower < upper. Default: `[0, null]` when every metric the expression
+    /// selects is named as a non-negative quantity (see the README's rule
+    /// format) and the expression neither subtracts nor uses a function
+    /// that can turn negative; otherwise unbounded.
+    pub bounds: Option<Vec<Option<f64>>>,
     /// Labels added to the alert; values may use templates. Default: none.
     pub labels: Option<BTreeMap<String, Text>>,
     /// Annotations of the alert (`summary`, `description`, …); values may

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use prognos_models::forecast::ModelKind;
+use prognos_models::forecast::{Bounds, ModelKind};
 use prognos_models::threshold::Direction;
 
 use super::error::{ConfigError, QUOTED_CHARS};
@@ -15,6 +15,7 @@ use super::locate::{Doc, parse_path};
 use super::raw::{RawCondition, RawGroup, RawRule, RawRuleFile, Text};
 use super::validate::{Report, serde_error};
 use super::{BurnWindow, Condition, Rule, RuleGroup, format_duration, promql, template};
+use crate::evaluate::MAX_LOOKAHEAD_STEPS;
 use prognos_notifiers::secret::excerpt;
 
 /// Default `history`.
@@ -27,9 +28,17 @@ const DEFAULT_HORIZONS: [Duration; 2] = [Duration::from_secs(3600), Duration::fr
 /// when it makes the default `expr`.
 const CHECK_WINDOW: Duration = Duration::from_secs(300);
 
-/// Settings rules inherit from the main config.
+/// The shortest default `keep_firing_for`: long enough to bridge a score or
+/// an ETA that wavers around its limit for a few evaluations, so that one
+/// incident notifies once; short enough that a resolution is not news
+/// hours late.
+const MIN_DEFAULT_KEEP_FIRING_FOR: Duration = Duration::from_secs(600);
+
+/// Settings rules inherit from the main config (and their group).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Defaults {
+    /// The group's evaluation interval (the global one until the group's
+    /// own is known).
     pub interval: Duration,
     pub series_limit: usize,
 }
@@ -163,7 +172,11 @@ fn load_group(
             context: &rcontext,
             failed: false,
         };
-        let rule = rule_report.rule(&raw, defaults);
+        let group_defaults = Defaults {
+            interval: interval.unwrap_or(defaults.interval),
+            ..*defaults
+        };
+        let rule = rule_report.rule(&raw, &group_defaults);
         match rule {
             Some(r) if !rule_report.failed => rules.push(r),
             _ => ok = false,
@@ -365,9 +378,17 @@ impl RuleReport<'_, '_> {
         let for_ = self.duration(raw.for_.as_ref(), Duration::ZERO, "for");
         let keep_firing_for = self.duration(
             raw.keep_firing_for.as_ref(),
-            Duration::ZERO,
+            default_keep_firing_for(for_.unwrap_or_default(), defaults.interval),
             "keep_firing_for",
         );
+        if let (Some(s), Some(c)) = (step, &condition) {
+            self.lookahead(s, c, &horizons);
+        }
+        let bounds = match (&raw.bounds, &expr) {
+            (Some(b), _) => self.bounds(b),
+            (None, Some(e)) => Some(promql::inferred_bounds(e)),
+            (None, None) => None,
+        };
         let has_eta = matches!(
             condition,
             Some(Condition::TimeToThreshold { .. } | Condition::Forecast { .. })
@@ -386,10 +407,106 @@ impl RuleReport<'_, '_> {
             condition: condition?,
             for_: for_?,
             keep_firing_for: keep_firing_for?,
-            bounds: prognos_models::forecast::Bounds::NONE,
+            bounds: bounds?,
             labels,
             annotations,
             line,
+        })
+    }
+
+    /// Refuses a look-ahead the engine cannot forecast: `within`, twice
+    /// `less_than` and the horizons reach at most [`MAX_LOOKAHEAD_STEPS`]
+    /// steps, and `within` and `less_than` at least one step.
+    fn lookahead(&mut self, step: Duration, condition: &Condition, horizons: &[Duration]) {
+        let steps = u32::try_from(MAX_LOOKAHEAD_STEPS).unwrap_or(u32::MAX);
+        let max = step.saturating_mul(steps);
+        let limit = format!(
+            "the engine forecasts at most {MAX_LOOKAHEAD_STEPS} steps of {} ({})",
+            format_duration(step),
+            format_duration(max)
+        );
+        for (k, h) in horizons.iter().enumerate() {
+            if *h > max {
+                self.error(
+                    &format!("horizons[{k}]"),
+                    format!(
+                        "must be at most {}: {limit}, got {}",
+                        format_duration(max),
+                        format_duration(*h)
+                    ),
+                );
+            }
+        }
+        let (field, wanted, reach, what) = match condition {
+            Condition::Forecast { within, .. } => {
+                ("condition.forecast.within", *within, *within, "")
+            }
+            Condition::TimeToThreshold { less_than, .. } => (
+                "condition.time_to_threshold.less_than",
+                *less_than,
+                less_than.saturating_mul(2),
+                " (the engine looks twice as far ahead, to know the time before it alerts)",
+            ),
+            Condition::Anomaly { .. } | Condition::BurnRate { .. } => return,
+        };
+        if reach > max {
+            let allowed = if reach == wanted { max } else { max / 2 };
+            self.error(
+                field,
+                format!(
+                    "must be at most {}{what}: {limit}, got {}; raise step or shorten it",
+                    format_duration(allowed),
+                    format_duration(wanted)
+                ),
+            );
+        } else if wanted < step {
+            self.error(
+                field,
+                format!(
+                    "must be ≥ step ({}): a forecast has no point sooner, got {}",
+                    format_duration(step),
+                    format_duration(wanted)
+                ),
+            );
+        }
+    }
+
+    /// Checks `bounds: [lower, upper]`.
+    fn bounds(&mut self, raw: &[Option<f64>]) -> Option<Bounds> {
+        let [lower, upper] = raw else {
+            self.error(
+                "bounds",
+                format!(
+                    "must be [lower, upper] with null for an open side, such as [0, 100] or [0, null], got {} values",
+                    raw.len()
+                ),
+            );
+            return None;
+        };
+        let mut ok = true;
+        for (k, v) in [lower, upper].into_iter().enumerate() {
+            if let Some(x) = v
+                && !x.is_finite()
+            {
+                self.error(
+                    &format!("bounds[{k}]"),
+                    format!("must be a finite number or null, got {x}"),
+                );
+                ok = false;
+            }
+        }
+        if let (true, Some(lo), Some(hi)) = (ok, lower, upper)
+            && lo >= hi
+        {
+            self.error(
+                "bounds[1]",
+                format!("must be greater than the lower bound {lo}, got {hi}"),
+            );
+            ok = false;
+        }
+        ok.then_some(Bounds {
+            lower: *lower,
+            upper: *upper,
         })
     }
 
@@ -598,6 +715,13 @@ impl RuleReport<'_, '_> {
             windows,
         })
     }
+}
+
+/// The `keep_firing_for` of a rule that sets none: the longest of `for`,
+/// two evaluation intervals and [`MIN_DEFAULT_KEEP_FIRING_FOR`].
+pub(crate) fn default_keep_firing_for(for_: Duration, interval: Duration) -> Duration {
+    for_.max(interval.saturating_mul(2))
+        .max(MIN_DEFAULT_KEEP_FIRING_FOR)
 }
 
 /// Whether `s` is a valid alert name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.

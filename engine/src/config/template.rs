@@ -64,6 +64,12 @@ pub(crate) fn check(template: &str) -> Result<Uses, String> {
     })
 }
 
+/// Whether `template` uses `{{ $eta }}` (false for one that fails the
+/// load-time check).
+pub fn uses_eta(template: &str) -> bool {
+    check(template).is_ok_and(|u| u.eta)
+}
+
 /// Whether `s` is a Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub(crate) fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -129,6 +135,8 @@ mod tests {
         }
         assert_eq!(check("{{ $eta }}"), Ok(Uses { eta: true }));
         assert_eq!(check("plain"), Ok(Uses { eta: false }));
+        assert!(uses_eta("in {{$eta}}"));
+        assert!(!uses_eta("$eta, {{ $value }}"));
     }
 
     #[test]
