@@ -38,7 +38,7 @@ use prognos::commands::run::{client_for, load_config};
 use prognos::config::Shard;
 use prognos::evaluate::evaluate;
 use prognos::exposition::Metrics;
-use prognos::modelled::{ModelledSeries, live_detector_config};
+use prognos::modelled::{FitSpec, ModelledSeries, live_detector_config};
 use prognos::scheduler::{BAND_LEVEL, Engine, Health, REFIT_EVERY_SECS, align};
 use prognos_models::detector::Detector;
 use prognos_models::forecast::{Level, ModelKind};
@@ -605,8 +605,8 @@ async fn profile(client: &prognos::prom::PromClient, url: &str, t0: i64) -> Stri
     for s in &full {
         let (history, next) = s.samples.split_at(s.samples.len() - 1);
         let clock = Instant::now();
-        let m = ModelledSeries::fit(s.labels.clone(), history, STEP, ModelKind::Auto, 12, t0)
-            .expect("profile fit");
+        let spec = FitSpec::new(STEP, ModelKind::Auto, 12);
+        let m = ModelledSeries::fit(s.labels.clone(), history, &spec, t0).expect("profile fit");
         fit_secs += clock.elapsed().as_secs_f64();
         let clock = Instant::now();
         let mut d = Detector::new(live_detector_config());

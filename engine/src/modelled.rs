@@ -6,14 +6,92 @@
 use std::collections::BTreeMap;
 
 use prognos_models::detector::{Detector, DetectorConfig};
-use prognos_models::forecast::{Calibrated, FittedModel, Forecast, Level, ModelKind, fit_model};
+use prognos_models::forecast::{
+    Bounds, Calibrated, FittedModel, Forecast, Level, ModelKind, fit_model,
+};
 use prognos_models::series::Series;
 
 /// Consecutive points outside the band after which a series is refitted.
 pub const DRIFT_POINTS: u32 = 6;
 
+/// Consecutive points far outside the band (beyond it by more than its
+/// half-width) after which a series is refitted at once: a queue that starts
+/// filling at 1,000 a minute must get a model of its new trend in minutes,
+/// before it reaches the threshold its forecast rule watches.
+pub const FAST_DRIFT_POINTS: u32 = 3;
+
+/// Fewest points since a change for the model of the new regime to be fitted
+/// on them alone (a line needs two, and one more tells noise from trend);
+/// until then the refit uses the whole history.
+pub const MIN_REGIME_POINTS: usize = 3;
+
+/// How long a model of a new regime keeps being refitted on the points since
+/// the change rather than the whole history: as long as the scheduler's
+/// periodic refit, after which the history holds enough of the new regime.
+pub const REGIME_KEEP_SECS: i64 = 6 * 3600;
+
+/// Points of recent history whose volatility floors the band.
+pub const RECENT_POINTS: usize = 60;
+
+/// Share of the recent standard deviation of changes that a band's
+/// half-width never goes below: enough that a band cannot collapse on a
+/// quiet stretch, small enough to leave calibrated bands alone.
+pub const VOLATILITY_FLOOR: f64 = 0.5;
+
+/// A constant history has no resolution to floor the band with: its
+/// half-width is this share of the value's magnitude (at least 1).
+pub const CONSTANT_FLOOR: f64 = 1e-3;
+
+/// Small-sample widening of the band, `1 + SMALL_SAMPLE / ν` with ν the
+/// points fitted minus two: about Student's t over the normal quantile at
+/// 95 % (×2.2 at ν = 2, ×1.2 at ν = 10), and 1.0006 on three days of minutes.
+pub const SMALL_SAMPLE: f64 = 2.5;
+
 /// A series' labels.
 pub type Labels = BTreeMap<String, String>;
+
+/// How to fit a series: what its rule asks for, and where its current
+/// regime begins. Built with [`FitSpec::new`] and the setters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitSpec {
+    /// Seconds between points.
+    pub step: i64,
+    /// The rule's model.
+    pub kind: ModelKind,
+    /// Longest forecast the band is calibrated for, in steps.
+    pub max_horizon: usize,
+    /// The rule's bounds; a lower bound of 0 is inferred when they have none
+    /// and the whole history is non-negative.
+    pub bounds: Bounds,
+    /// Start of the current regime (Unix seconds): when set, the model is
+    /// fitted on the points from it on (see [`ModelledSeries::refit_since`]).
+    pub since: Option<i64>,
+}
+
+impl FitSpec {
+    /// A whole-history fit without bounds.
+    pub fn new(step: i64, kind: ModelKind, max_horizon: usize) -> Self {
+        Self {
+            step,
+            kind,
+            max_horizon,
+            bounds: Bounds::NONE,
+            since: None,
+        }
+    }
+
+    /// With the rule's bounds.
+    pub fn bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// Fitted on the points from `since` on, when there are enough.
+    pub fn since(mut self, since: Option<i64>) -> Self {
+        self.since = since;
+        self
+    }
+}
 
 /// Makes a raw counter monotonic again: a drop is a reset (the process
 /// restarted), so the value before it is carried as an offset, as PromQL's
@@ -68,7 +146,19 @@ pub struct ModelledSeries {
     /// Last evaluation that returned this series.
     pub last_seen: i64,
     drift: u32,
-    /// Set for raw counters: their values are modelled reset-corrected.
+    /// Consecutive points far outside the band.
+    far: u32,
+    /// Timestamp of the first point of the current run outside the band.
+    drift_since: Option<i64>,
+    /// Start of the window the model was fitted on, when not the whole history.
+    regime_start: Option<i64>,
+    /// Least half-width of the band: the series' resolution and recent volatility.
+    floor: f64,
+    /// Small-sample widening of the band (≥ 1).
+    widen: f64,
+    /// The values the series can take: the rule's, or non-negative when
+    /// its whole history was.
+    bounds: Bounds,
     resets: Option<ResetCorrection>,
 }
 
@@ -83,18 +173,56 @@ pub fn live_detector_config() -> DetectorConfig {
     }
 }
 
+/// The least half-width of a band on `y`: its resolution (the smallest
+/// non-zero change), or for a constant series a small share of its level,
+/// and a share of the standard deviation of its recent changes.
+fn band_floor(y: &[f64]) -> f64 {
+    let resolution = y
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .filter(|d| *d > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let resolution = if resolution.is_finite() {
+        resolution
+    } else {
+        CONSTANT_FLOOR * y.last().map_or(1.0, |v| v.abs().max(1.0))
+    };
+    let recent = &y[y.len().saturating_sub(RECENT_POINTS + 1)..];
+    let diffs: Vec<f64> = recent.windows(2).map(|w| w[1] - w[0]).collect();
+    let vol = if diffs.len() < 2 {
+        0.0
+    } else {
+        let m = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        (diffs.iter().map(|d| (d - m).powi(2)).sum::<f64>() / (diffs.len() - 1) as f64).sqrt()
+    };
+    resolution.max(VOLATILITY_FLOOR * vol)
+}
+
+/// The rule's bounds, with a lower bound of 0 when they have none and the
+/// history never went below it: sizes, counts, rates, queue depths and CPU
+/// are never negative, and neither should their forecasts be.
+fn effective_bounds(rule: Bounds, history: &[(i64, f64)]) -> Bounds {
+    let lower = rule
+        .lower
+        .or_else(|| history.iter().all(|s| s.1 >= 0.0).then_some(0.0));
+    Bounds {
+        lower,
+        upper: rule.upper,
+    }
+}
+
 impl ModelledSeries {
-    /// Fits on `samples` (Unix seconds, value; NaN and ±Inf are gaps) at
-    /// `step` seconds, calibrated for `max_horizon` steps; the detector
-    /// learns the same history.
+    /// Fits on `samples` (Unix seconds, value; NaN and ±Inf are gaps) as
+    /// `spec` says; the detector learns the whole history. With `spec.since`
+    /// and enough points after it, the model sees only those (the series
+    /// changed regime there) and its band is widened for the few points.
     pub fn fit(
         labels: Labels,
         samples: &[(i64, f64)],
-        step: i64,
-        kind: ModelKind,
-        max_horizon: usize,
+        spec: &FitSpec,
         now: i64,
     ) -> Result<Self, prognos_models::Error> {
+        let step = spec.step;
         let finite: Vec<(i64, f64)> = samples
             .iter()
             .copied()
@@ -116,12 +244,39 @@ impl ModelledSeries {
                 s.1 = r.apply(s.1);
             }
         }
+        let bounds = effective_bounds(spec.bounds, &sorted);
         // The last point is held out and absorbed after fitting, so a new
         // series has an expectation (and band) for its latest point at once.
         let (last_ts, last_value) = sorted[sorted.len() - 1];
         let history = &sorted[..sorted.len() - 1];
         let (series, _) = Series::from_points(history, Some(step))?;
-        let model = fit_model(kind, &series.interpolated(), step, max_horizon)?;
+        let y = series.interpolated();
+        // A new regime: the points since the change (counting the held-out one).
+        let regime = spec.since.and_then(|t| {
+            let from = history.partition_point(|s| s.0 < t);
+            (sorted.len() - from >= MIN_REGIME_POINTS).then_some((t, from))
+        });
+        let (model, fitted_points, regime_start) = match regime {
+            Some((t, from)) => {
+                let (window, _) = Series::from_points(&history[from..], Some(step))?;
+                let w = window.interpolated();
+                // A new regime has few points: its own trend, unless the rule
+                // names a model that can fit them.
+                let kind = match spec.kind {
+                    ModelKind::Auto => ModelKind::Linear,
+                    k => k,
+                };
+                let model = fit_model(kind, &w, step, spec.max_horizon)
+                    .or_else(|_| fit_model(ModelKind::Linear, &w, step, spec.max_horizon))?;
+                (model, w.len(), Some(t))
+            }
+            None => (
+                fit_model(spec.kind, &y, step, spec.max_horizon)?,
+                y.len(),
+                None,
+            ),
+        };
+        let level = Level::try_from(0.95).expect("a constant level in (0, 1)");
         let mut detector = Detector::new(live_detector_config());
         let mut score = 0.0;
         for &(t, v) in history {
@@ -140,18 +295,59 @@ impl ModelledSeries {
             fitted_at: now,
             last_seen: now,
             drift: 0,
+            far: 0,
+            drift_since: None,
+            regime_start,
+            floor: band_floor(&y),
+            widen: 1.0 + SMALL_SAMPLE / fitted_points.saturating_sub(2).max(1) as f64,
+            bounds,
             resets: None,
         };
-        let level = Level::try_from(0.95).expect("a constant level in (0, 1)");
         // Already corrected: the correction starts with the next samples.
         modelled.absorb(&[(last_ts, last_value)], level);
         modelled.resets = resets;
         Ok(modelled)
     }
 
+    /// Where the next refit should start its model's window: where the
+    /// series left its band when it drifted, else the start of
+    /// the current regime while it is recent; `None` for the whole history.
+    pub fn refit_since(&self, now: i64) -> Option<i64> {
+        let drifted = self.drift >= DRIFT_POINTS || self.far >= FAST_DRIFT_POINTS;
+        match (self.drift_since, self.regime_start) {
+            (Some(t), _) if drifted => Some(t),
+            (_, Some(t)) if now - t < REGIME_KEEP_SECS => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Start of the window the model was fitted on, when it was fitted on a
+    /// new regime rather than the whole history.
+    pub fn regime_start(&self) -> Option<i64> {
+        self.regime_start
+    }
+
+    /// The values the series' forecasts are kept within.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// The model's forecast with its band floored, widened for a fit on
+    /// few points, and kept within the bounds.
+    fn band(&self, horizon: usize, level: Level) -> Forecast {
+        let mut f = self.model.forecast(horizon, level);
+        for ((p, lo), hi) in f.point.iter().zip(&mut f.lower).zip(&mut f.upper) {
+            *lo = p - ((*p - *lo) * self.widen).max(self.floor);
+            *hi = p + ((*hi - *p) * self.widen).max(self.floor);
+        }
+        self.bounds.apply(f)
+    }
+
     /// Absorbs the samples newer than the latest one: scores each, advances
     /// the model, records what was expected. Returns true when the series
-    /// should be refitted (the model cannot update, or it drifted).
+    /// should be refitted: the model cannot update, the series drifted out of
+    /// its band for [`DRIFT_POINTS`] points, or far out of it for
+    /// [`FAST_DRIFT_POINTS`] (see [`ModelledSeries::refit_since`]).
     pub fn absorb(&mut self, samples: &[(i64, f64)], level: Level) -> bool {
         let mut fresh: Vec<(i64, f64)> = samples
             .iter()
@@ -171,11 +367,24 @@ impl ModelledSeries {
             let steps = ((t - self.last_ts) as f64 / self.step as f64)
                 .round()
                 .max(1.0) as usize;
-            let f = self.model.forecast(steps, level);
+            let f = self.band(steps, level);
             let (p, lo, hi) = (f.point[steps - 1], f.lower[steps - 1], f.upper[steps - 1]);
             self.expected = Some((p, lo, hi));
-            self.drift = if v < lo || v > hi { self.drift + 1 } else { 0 };
-            refit |= self.drift >= DRIFT_POINTS;
+            let excess = (lo - v).max(v - hi);
+            if excess > 0.0 {
+                self.drift += 1;
+                self.drift_since.get_or_insert(t);
+                self.far = if excess > (hi - lo) / 2.0 {
+                    self.far + 1
+                } else {
+                    0
+                };
+            } else {
+                self.drift = 0;
+                self.far = 0;
+                self.drift_since = None;
+            }
+            refit |= self.drift >= DRIFT_POINTS || self.far >= FAST_DRIFT_POINTS;
             // Fill skipped steps linearly so the model's clock stays on the grid.
             path.clear();
             for k in 1..steps {
@@ -191,9 +400,10 @@ impl ModelledSeries {
         refit
     }
 
-    /// The forecast for the `horizon` steps after the latest point.
+    /// The forecast for the `horizon` steps after the latest point, its band
+    /// floored and widened as [`ModelledSeries::fit`] says, within the bounds.
     pub fn forecast(&self, horizon: usize, level: Level) -> Forecast {
-        self.model.forecast(horizon, level)
+        self.band(horizon, level)
     }
 
     /// The model's name.
@@ -237,8 +447,13 @@ mod tests {
     fn fits_then_absorbs_new_points_with_expectations() {
         let level = Level::try_from(0.95).unwrap();
         let all = samples(2100, 0);
-        let mut s =
-            ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Auto, 24, 0).unwrap();
+        let mut s = ModelledSeries::fit(
+            Labels::new(),
+            &all[..2016],
+            &FitSpec::new(300, ModelKind::Auto, 24),
+            0,
+        )
+        .unwrap();
         assert_eq!(s.last_ts, all[2015].0);
         assert!(
             s.expected.is_some(),
@@ -259,8 +474,13 @@ mod tests {
         for s in &mut all[2020..] {
             s.1 += 1000.0;
         }
-        let mut s =
-            ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Mstl, 24, 0).unwrap();
+        let mut s = ModelledSeries::fit(
+            Labels::new(),
+            &all[..2016],
+            &FitSpec::new(300, ModelKind::Mstl, 24),
+            0,
+        )
+        .unwrap();
         assert!(s.absorb(&all[2016..2040], level));
         assert!(s.peak_score > 0.5, "the shift scores {}", s.peak_score);
     }
@@ -283,7 +503,9 @@ mod tests {
         };
         let truth = |i: i64| (1..=i).map(inc).sum::<f64>();
         let history: Vec<(i64, f64)> = (0..1000).map(raw).collect();
-        let mut s = ModelledSeries::fit(labels, &history, 300, ModelKind::Ets, 12, 0).unwrap();
+        let mut s =
+            ModelledSeries::fit(labels, &history, &FitSpec::new(300, ModelKind::Ets, 12), 0)
+                .unwrap();
         // Like rate(), a reset loses that one step's increase.
         assert!(
             (s.last_value - (truth(999) - inc(500))).abs() < 1e-6,
@@ -313,15 +535,262 @@ mod tests {
     fn gaps_and_nan_do_not_break_it() {
         let level = Level::try_from(0.95).unwrap();
         let all = samples(2100, 0);
-        let mut s =
-            ModelledSeries::fit(Labels::new(), &all[..2016], 300, ModelKind::Ets, 12, 0).unwrap();
+        let mut s = ModelledSeries::fit(
+            Labels::new(),
+            &all[..2016],
+            &FitSpec::new(300, ModelKind::Ets, 12),
+            0,
+        )
+        .unwrap();
         let mut next = vec![all[2050], (all[2051].0, f64::NAN), all[2060]];
         next.push((all[2060].0, 1.0)); // a repeated timestamp is ignored
         s.absorb(&next, level);
         assert_eq!(s.last_ts, all[2060].0);
         assert!(
-            ModelledSeries::fit(Labels::new(), &[(0, f64::NAN)], 300, ModelKind::Auto, 12, 0)
-                .is_err()
+            ModelledSeries::fit(
+                Labels::new(),
+                &[(0, f64::NAN)],
+                &FitSpec::new(300, ModelKind::Auto, 12),
+                0
+            )
+            .is_err()
+        );
+    }
+
+    /// A deterministic noise stream in [-1, 1] (xorshift).
+    fn noise(n: usize, mut seed: u64) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            })
+            .collect()
+    }
+
+    /// A series run the way the scheduler runs it: fitted on its history,
+    /// then each new point absorbed; a refit it asks for (or the periodic
+    /// one) fits again on the rule's history up to that point, from where
+    /// the series says its regime begins.
+    struct Live {
+        spec: FitSpec,
+        history_secs: i64,
+        all: Vec<(i64, f64)>,
+        series: ModelledSeries,
+        refits: usize,
+    }
+
+    impl Live {
+        fn start(spec: FitSpec, history_secs: i64, all: Vec<(i64, f64)>) -> Self {
+            let now = all[all.len() - 1].0;
+            let series = ModelledSeries::fit(Labels::new(), &all, &spec, now).unwrap();
+            Self {
+                spec,
+                history_secs,
+                all,
+                series,
+                refits: 0,
+            }
+        }
+
+        fn push(&mut self, point: (i64, f64)) {
+            let level = Level::try_from(0.95).unwrap();
+            self.all.push(point);
+            let now = point.0;
+            let drifted = self.series.absorb(&[point], level);
+            if drifted || now - self.series.fitted_at >= crate::scheduler::REFIT_EVERY_SECS {
+                let from = self.all.partition_point(|s| s.0 < now - self.history_secs);
+                let spec = self.spec.since(self.series.refit_since(now));
+                self.series =
+                    ModelledSeries::fit(Labels::new(), &self.all[from..], &spec, now).unwrap();
+                self.refits += 1;
+            }
+        }
+
+        /// Whether the point forecast crosses `threshold` within `steps`.
+        fn crosses(&self, threshold: f64, steps: usize) -> bool {
+            let f = self.series.forecast(steps, Level::try_from(0.95).unwrap());
+            f.point.iter().any(|&v| v >= threshold)
+        }
+    }
+
+    #[test]
+    fn a_stalled_consumer_is_forecast_over_its_threshold_before_it_gets_there() {
+        // rules/queues.yml MesQueueBacklogSoon: history 3d, step 1m, auto,
+        // horizons [15m, 1h], forecast {threshold: 10000, within: 1h}, for: 5m.
+        let (step, t0) = (60, 1_700_000_000);
+        let spec = FitSpec::new(step, ModelKind::Auto, 60);
+        let history: Vec<(i64, f64)> = (0..3 * 1440).map(|i| (t0 + i * step, 0.0)).collect();
+        let onset = t0 + 3 * 1440 * step;
+        let mut live = Live::start(spec, 3 * 86_400, history);
+        assert!(!live.crosses(10_000.0, 60), "no alarm on an idle queue");
+        let f = live.series.forecast(60, Level::try_from(0.95).unwrap());
+        assert!(f.upper[0] > f.lower[0], "the band of zeros has a width");
+        let jitter = noise(20, 7);
+        let mut holds_from = None;
+        for k in 1..=20 {
+            let v = 1000.0 * k as f64 + 40.0 * jitter[k as usize - 1];
+            if v >= 10_000.0 {
+                break;
+            }
+            live.push((onset + (k - 1) * step, v));
+            let holds = live.crosses(10_000.0, 60);
+            match holds_from {
+                None if holds => holds_from = Some(k),
+                Some(from) => assert!(holds, "pending since minute {from}, dropped at {k}"),
+                None => {}
+            }
+            let f = live.series.forecast(60, Level::try_from(0.95).unwrap());
+            assert!(
+                f.lower.iter().all(|&v| v >= 0.0),
+                "a queue is never negative"
+            );
+        }
+        let from = holds_from.expect("the forecast crosses 10000 before the queue does");
+        // Pending at minute `from`, firing 5 minutes later: before 10,000.
+        assert!(from + 5 < 10, "pending only at minute {from}");
+        assert_eq!(live.series.model_name(), "linear");
+        assert!(live.series.regime_start().is_some_and(|t| t >= onset));
+    }
+
+    #[test]
+    fn a_memory_leak_gets_a_rising_forecast_within_hours() {
+        // rules/compute.yml ApiMemoryHighSoon: history 7d, step 5m, horizons
+        // up to 1d, time_to_threshold less_than 6h (looks 12h ahead).
+        let (step, t0) = (300, 1_700_000_000);
+        let spec = FitSpec::new(step, ModelKind::Auto, 288);
+        let n = 7 * 288;
+        let jitter = noise(n + 288, 11);
+        let value = |i: usize| {
+            let leak = i.saturating_sub(n) as f64 * 2e6; // 2 MB per 5 minutes
+            800e6 + 20e6 * jitter[i] + leak
+        };
+        let history: Vec<(i64, f64)> = (0..n).map(|i| (t0 + i as i64 * step, value(i))).collect();
+        let mut live = Live::start(spec, 7 * 86_400, history);
+        // Six hours into the leak (+144 MB, several times the noise).
+        for i in n..n + 72 {
+            live.push((t0 + i as i64 * step, value(i)));
+        }
+        let f = live.series.forecast(288, Level::try_from(0.95).unwrap());
+        let growth = f.point[287] - live.series.last_value;
+        assert!(
+            growth > 0.5 * 288.0 * 2e6,
+            "a day ahead it expects +{:.0} MB ({}), the leak makes +576 MB",
+            growth / 1e6,
+            live.series.model_name()
+        );
+        assert!(live.refits > 0);
+    }
+
+    #[test]
+    fn a_database_growth_spurt_gets_its_new_slope() {
+        // rules/storage.yml ShopDbFullSoon: history 7d, step 5m, auto,
+        // time_to_threshold less_than 3d (looks 6d ahead).
+        let (step, t0) = (300, 1_700_000_000);
+        let spec = FitSpec::new(step, ModelKind::Auto, 1728);
+        let n = 7 * 288;
+        let jitter = noise(n + 288, 5);
+        // 1 MB per step, then 50 MB per step (a bulk import).
+        let value = |i: usize| {
+            let base = 40e9 + 1e6 * i as f64 + 2e6 * jitter[i];
+            base + i.saturating_sub(n) as f64 * 49e6
+        };
+        let history: Vec<(i64, f64)> = (0..n).map(|i| (t0 + i as i64 * step, value(i))).collect();
+        let mut live = Live::start(spec, 7 * 86_400, history);
+        for i in n..n + 12 {
+            live.push((t0 + i as i64 * step, value(i)));
+        }
+        let f = live.series.forecast(12, Level::try_from(0.95).unwrap());
+        let slope = (f.point[11] - live.series.last_value) / 12.0;
+        assert!(
+            (35e6..65e6).contains(&slope),
+            "an hour into the spurt it expects {:.1} MB a step ({})",
+            slope / 1e6,
+            live.series.model_name()
+        );
+    }
+
+    #[test]
+    fn a_constant_series_keeps_a_band_and_is_refitted_when_it_moves() {
+        let level = Level::try_from(0.95).unwrap();
+        let (step, t0) = (60, 0);
+        let zeros: Vec<(i64, f64)> = (0..500).map(|i| (t0 + i * step, 0.0)).collect();
+        let spec = FitSpec::new(step, ModelKind::Auto, 15);
+        let mut s = ModelledSeries::fit(Labels::new(), &zeros, &spec, t0).unwrap();
+        let f = s.forecast(15, level);
+        assert!(f.upper.iter().zip(&f.lower).all(|(hi, lo)| hi > lo));
+        let mut refit_at = None;
+        for k in 0..FAST_DRIFT_POINTS as i64 {
+            if s.absorb(&[(t0 + (500 + k) * step, 5.0)], level) {
+                refit_at.get_or_insert(k + 1);
+            }
+            let (_, lo, hi) = s.expected.unwrap();
+            assert!(hi > lo, "the band around the forecast has a width");
+        }
+        assert_eq!(refit_at, Some(i64::from(FAST_DRIFT_POINTS)));
+        assert_eq!(s.refit_since(t0 + 503 * step), Some(t0 + 500 * step));
+        // Refitted on what followed: 5 is now expected, inside a band.
+        let all: Vec<(i64, f64)> = (0..504)
+            .map(|i| (t0 + i * step, if i < 500 { 0.0 } else { 5.0 }))
+            .collect();
+        let spec = spec.since(s.refit_since(t0 + 503 * step));
+        let s = ModelledSeries::fit(Labels::new(), &all, &spec, t0 + 503 * step).unwrap();
+        let (p, lo, hi) = s.expected.unwrap();
+        assert!(
+            (p - 5.0).abs() < 1e-6 && lo < 5.0 && hi > 5.0,
+            "{p} [{lo}, {hi}]"
+        );
+    }
+
+    #[test]
+    fn forecasts_of_a_non_negative_series_never_go_below_zero() {
+        let level = Level::try_from(0.95).unwrap();
+        // CPU % falling steeply toward the end of a week: a trend model
+        // extrapolates it a day ahead far below zero.
+        let jitter = noise(2016, 3);
+        let cpu: Vec<(i64, f64)> = (0..2016)
+            .map(|i| {
+                let fall = (i as f64 - 1900.0).max(0.0) * 0.3;
+                (i * 300, (40.0 - fall + 2.0 * jitter[i as usize]).max(0.0))
+            })
+            .collect();
+        for kind in [ModelKind::Linear, ModelKind::Ets, ModelKind::Auto] {
+            let spec = FitSpec::new(300, kind, 288);
+            let s = ModelledSeries::fit(Labels::new(), &cpu, &spec, 0).unwrap();
+            assert_eq!(s.bounds(), Bounds::NON_NEGATIVE);
+            let f = s.forecast(288, level);
+            assert!(
+                f.point.iter().chain(&f.lower).all(|&v| v >= 0.0),
+                "{kind}: {:?}",
+                &f.point[280..]
+            );
+            assert!(s.expected.is_some_and(|(p, lo, _)| p >= 0.0 && lo >= 0.0));
+        }
+        // A series that has been negative keeps its negative forecasts.
+        let falling: Vec<(i64, f64)> = (0..300).map(|i| (i * 300, 10.0 - i as f64)).collect();
+        let spec = FitSpec::new(300, ModelKind::Linear, 24);
+        let s = ModelledSeries::fit(Labels::new(), &falling, &spec, 0).unwrap();
+        assert_eq!(s.bounds(), Bounds::NONE);
+        assert!(s.forecast(24, level).point[23] < -300.0);
+    }
+
+    #[test]
+    fn the_rules_bounds_cap_forecasts_and_expectations() {
+        let level = Level::try_from(0.95).unwrap();
+        let rising: Vec<(i64, f64)> = (0..300).map(|i| (i * 300, 50.0 + 0.1 * i as f64)).collect();
+        let bounds = Bounds {
+            lower: Some(0.0),
+            upper: Some(100.0),
+        };
+        let spec = FitSpec::new(300, ModelKind::Linear, 288).bounds(bounds);
+        let s = ModelledSeries::fit(Labels::new(), &rising, &spec, 0).unwrap();
+        let f = s.forecast(288, level);
+        assert!(f.point.iter().chain(&f.upper).all(|&v| v <= 100.0));
+        assert_eq!(f.point[287], 100.0);
+        assert!(
+            s.expected
+                .is_some_and(|(p, _, hi)| p <= 100.0 && hi <= 100.0)
         );
     }
 }

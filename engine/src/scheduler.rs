@@ -21,7 +21,7 @@ use crate::config::{Condition, Config, Rule, Shard, render, uses_eta, window_que
 use crate::evaluate::{SeriesVerdict, evaluate, horizon_label, steps};
 use crate::explain::{CHART_POINTS, DASHBOARD_ANNOTATION, explanation};
 use crate::exposition::{LabelPairs, Metrics, one, series_labels, with_label};
-use crate::modelled::{Labels, ModelledSeries};
+use crate::modelled::{FitSpec, Labels, ModelledSeries};
 use crate::prom::{PromError, RangeSeries};
 use crate::source::Source;
 
@@ -475,7 +475,13 @@ impl Engine {
                 .inc_by(dropped as u64);
             candidates.truncate(room);
         }
-        let kind = rt.rule.model;
+        let spec = FitSpec::new(step, rt.rule.model, max_horizon).bounds(rt.rule.bounds);
+        // A series refitted after a change of regime fits its model on the
+        // points since the change.
+        let since: HashMap<String, i64> = candidates
+            .iter()
+            .filter_map(|(k, _)| Some((k.clone(), rt.series.get(k)?.refit_since(now)?)))
+            .collect();
         let rule_id = rt.id.clone();
         let metrics = self.metrics.clone();
         // Fitting is CPU work: off the async threads, spread over the cores.
@@ -488,12 +494,14 @@ impl Engine {
             let part: Vec<(String, RangeSeries)> =
                 candidates.drain(..chunk.min(candidates.len())).collect();
             let (metrics, rule_id) = (metrics.clone(), rule_id.clone());
+            let since: Vec<Option<i64>> = part.iter().map(|(k, _)| since.get(k).copied()).collect();
             jobs.push(tokio::task::spawn_blocking(move || {
                 part.into_iter()
-                    .map(|(k, s)| {
+                    .zip(since)
+                    .map(|((k, s), since)| {
                         let t = Instant::now();
-                        let r =
-                            ModelledSeries::fit(s.labels, &s.samples, step, kind, max_horizon, now);
+                        let spec = spec.since(since);
+                        let r = ModelledSeries::fit(s.labels, &s.samples, &spec, now);
                         metrics
                             .fit_duration
                             .get_or_create(&one("rule", &rule_id))
