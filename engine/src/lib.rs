@@ -7,6 +7,7 @@
 //! - [`timestamp`]: the timestamp formats prognos reads and writes.
 //! - [`commands`]: `detect`, `forecast`, `eval nab`, `eval forecast`.
 //! - [`nab_corpus`]: loading a NAB-layout folder and its label windows.
+//! - [`suite`]: the labelled incident suite (scenarios and their truth).
 
 pub mod alert;
 pub mod cli;

@@ -14,7 +14,7 @@
 mod duration;
 mod error;
 mod glob;
-mod locate;
+pub(crate) mod locate;
 mod notify;
 mod promql;
 pub mod raw;
