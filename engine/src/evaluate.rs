@@ -181,7 +181,13 @@ mod tests {
     /// with `kind`.
     fn series(kind: ModelKind, f: impl Fn(i64) -> f64) -> ModelledSeries {
         let samples: Vec<(i64, f64)> = (0..200).map(|i| (i * STEP, f(i))).collect();
-        ModelledSeries::fit(Labels::new(), &samples, STEP, kind, 2 * 1440, 0).unwrap()
+        ModelledSeries::fit(
+            Labels::new(),
+            &samples,
+            &crate::modelled::FitSpec::new(STEP, kind, 2 * 1440),
+            0,
+        )
+        .unwrap()
     }
 
     /// Rises by 1 a minute: 209 at the last point, so 238.5 is crossed in 30 minutes.
