@@ -40,11 +40,26 @@ pub struct MemorySource {
     now: i64,
 }
 
-/// A value during evaluation.
+/// A value during evaluation, over the whole grid of evaluation times at
+/// once: labels are handled once per series, not once per step. `None` is
+/// "no sample at that step".
 #[derive(Debug, Clone)]
 enum Value {
-    Scalar(f64),
-    Vector(Vec<(Labels, f64)>),
+    Scalar(Vec<f64>),
+    Vector(Vec<(Labels, Vec<Option<f64>>)>),
+}
+
+/// The evaluation times of one query.
+struct Grid {
+    start: i64,
+    step: i64,
+    len: usize,
+}
+
+impl Grid {
+    fn at(&self, k: usize) -> i64 {
+        self.start + k as i64 * self.step
+    }
 }
 
 impl MemorySource {
@@ -88,71 +103,83 @@ impl MemorySource {
                 "more than {MAX_STEPS} steps: query a shorter range or a longer step"
             )));
         }
+        let grid = Grid {
+            start,
+            step,
+            len: ((end - start) / step + 1) as usize,
+        };
         let parsed = parse(expr)?;
+        let rows = match self.eval(&parsed, &grid)? {
+            Value::Scalar(v) => vec![(Labels::new(), v.into_iter().map(Some).collect())],
+            Value::Vector(v) => v,
+        };
         let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        let mut t = start;
-        while t <= end {
-            match self.eval(&parsed, t)? {
-                Value::Scalar(v) => out.entry(Labels::new()).or_default().push((t, v)),
-                Value::Vector(v) => {
-                    for (labels, value) in v {
-                        out.entry(labels).or_default().push((t, value));
-                    }
-                }
+        for (labels, row) in rows {
+            let samples: Vec<(i64, f64)> = row
+                .into_iter()
+                .enumerate()
+                .filter_map(|(k, v)| Some((grid.at(k), v?)))
+                .collect();
+            if !samples.is_empty() {
+                out.entry(labels).or_default().extend(samples);
             }
-            t += step;
         }
         Ok(out
             .into_iter()
-            .map(|(labels, samples)| RangeSeries { labels, samples })
+            .map(|(labels, mut samples)| {
+                samples.sort_by_key(|s| s.0);
+                RangeSeries { labels, samples }
+            })
             .collect())
     }
 
     /// Evaluates `expr` at `time`.
     pub fn instant(&self, expr: &str, time: i64) -> Result<Vec<InstantSample>, PromError> {
-        let parsed = parse(expr)?;
-        Ok(match self.eval(&parsed, time)? {
-            Value::Scalar(value) => vec![InstantSample {
-                labels: Labels::new(),
-                timestamp: time,
-                value,
-            }],
-            Value::Vector(v) => v
-                .into_iter()
-                .map(|(labels, value)| InstantSample {
-                    labels,
-                    timestamp: time,
+        Ok(self
+            .range(expr, time, time, 1)?
+            .into_iter()
+            .filter_map(|s| {
+                let &(timestamp, value) = s.samples.last()?;
+                Some(InstantSample {
+                    labels: s.labels,
+                    timestamp,
                     value,
                 })
-                .collect(),
-        })
+            })
+            .collect())
     }
 
-    fn eval(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
+    fn eval(&self, e: &Expr, g: &Grid) -> Result<Value, PromError> {
         match e {
-            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
-            Expr::Paren(p) => self.eval(&p.expr, t),
-            Expr::Unary(u) => Ok(match self.eval(&u.expr, t)? {
-                Value::Scalar(v) => Value::Scalar(-v),
-                Value::Vector(v) => {
-                    Value::Vector(v.into_iter().map(|(l, x)| (without_name(l), -x)).collect())
-                }
-            }),
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; g.len])),
+            Expr::Paren(p) => self.eval(&p.expr, g),
+            Expr::Unary(u) => Ok(map_values(self.eval(&u.expr, g)?, |x| -x)),
             Expr::VectorSelector(vs) => {
                 reject_modifiers(vs.offset.is_some() || vs.at.is_some())?;
-                Ok(Value::Vector(
-                    self.select(vs.name.as_deref(), &vs.matchers)
-                        .filter_map(|s| {
-                            let i = s.samples.partition_point(|p| p.0 <= t);
-                            let (ts, v) = *s.samples.get(i.checked_sub(1)?)?;
-                            (ts > t - LOOKBACK_SECS).then(|| (s.labels.clone(), v))
-                        })
-                        .collect(),
-                ))
+                let mut out = Vec::new();
+                for s in self.select(vs.name.as_deref(), &vs.matchers) {
+                    let mut row = vec![None; g.len];
+                    let mut i = 0;
+                    for (k, slot) in row.iter_mut().enumerate() {
+                        let t = g.at(k);
+                        while i < s.samples.len() && s.samples[i].0 <= t {
+                            i += 1;
+                        }
+                        if let Some(&(ts, v)) = i.checked_sub(1).and_then(|j| s.samples.get(j))
+                            && ts > t - LOOKBACK_SECS
+                        {
+                            *slot = Some(v);
+                        }
+                    }
+                    if row.iter().any(Option::is_some) {
+                        out.push((s.labels.clone(), row));
+                    }
+                }
+                Ok(Value::Vector(out))
             }
-            Expr::Aggregate(a) => self.aggregate(a, t),
-            Expr::Binary(b) => self.binary(b, t),
-            Expr::Call(c) => self.call(c, t),
+            Expr::Aggregate(a) => self.aggregate(a, g),
+            Expr::Binary(b) => self.binary(b, g),
+            Expr::Call(c) => self.call(c, g),
             other => Err(unsupported(&other.to_string())),
         }
     }
@@ -174,7 +201,7 @@ impl MemorySource {
         })
     }
 
-    fn call(&self, c: &Call, t: i64) -> Result<Value, PromError> {
+    fn call(&self, c: &Call, g: &Grid) -> Result<Value, PromError> {
         let name = c.func.name;
         let arg = |i: usize| -> Result<&Expr, PromError> {
             c.args
@@ -184,28 +211,26 @@ impl MemorySource {
                 .ok_or_else(|| unsupported(name))
         };
         match name {
-            "time" => Ok(Value::Scalar(t as f64)),
-            "vector" => match self.eval(arg(0)?, t)? {
-                Value::Scalar(v) => Ok(Value::Vector(vec![(Labels::new(), v)])),
+            "time" => Ok(Value::Scalar((0..g.len).map(|k| g.at(k) as f64).collect())),
+            "vector" => match self.eval(arg(0)?, g)? {
+                Value::Scalar(v) => Ok(Value::Vector(vec![(
+                    Labels::new(),
+                    v.into_iter().map(Some).collect(),
+                )])),
                 v @ Value::Vector(_) => Ok(v),
             },
-            "abs" | "clamp_min" | "clamp_max" => {
-                let bound = match name {
-                    "abs" => 0.0,
-                    _ => scalar(self.eval(arg(1)?, t)?, name)?,
+            "abs" => Ok(map_values(self.eval(arg(0)?, g)?, f64::abs)),
+            "clamp_min" | "clamp_max" => {
+                let Value::Scalar(bound) = self.eval(arg(1)?, g)? else {
+                    return Err(PromError::InvalidArgument(format!(
+                        "{name} expects a scalar parameter"
+                    )));
                 };
-                let f = |x: f64| match name {
-                    "abs" => x.abs(),
-                    "clamp_min" => x.max(bound),
-                    _ => x.min(bound),
-                };
-                Ok(match self.eval(arg(0)?, t)? {
-                    Value::Scalar(v) => Value::Scalar(f(v)),
-                    Value::Vector(v) => Value::Vector(
-                        v.into_iter()
-                            .map(|(l, x)| (without_name(l), f(x)))
-                            .collect(),
-                    ),
+                let bound = bound.first().copied().unwrap_or(f64::NAN);
+                Ok(if name == "clamp_min" {
+                    map_values(self.eval(arg(0)?, g)?, |x| x.max(bound))
+                } else {
+                    map_values(self.eval(arg(0)?, g)?, |x| x.min(bound))
                 })
             }
             "rate" | "increase" | "irate" | "delta" | "avg_over_time" | "min_over_time"
@@ -217,11 +242,16 @@ impl MemorySource {
                 let range = ms.range.as_secs() as i64;
                 let mut out = Vec::new();
                 for s in self.select(ms.vs.name.as_deref(), &ms.vs.matchers) {
-                    let lo = s.samples.partition_point(|p| p.0 <= t - range);
-                    let hi = s.samples.partition_point(|p| p.0 <= t);
-                    let window = &s.samples[lo..hi];
-                    if let Some(v) = over_window(name, window, t - range, t) {
-                        out.push((without_name(s.labels.clone()), v));
+                    let row: Vec<Option<f64>> = (0..g.len)
+                        .map(|k| {
+                            let t = g.at(k);
+                            let lo = s.samples.partition_point(|p| p.0 <= t - range);
+                            let hi = s.samples.partition_point(|p| p.0 <= t);
+                            over_window(name, &s.samples[lo..hi], t - range, t)
+                        })
+                        .collect();
+                    if row.iter().any(Option::is_some) {
+                        out.push((without_name(s.labels.clone()), row));
                     }
                 }
                 Ok(Value::Vector(out))
@@ -230,18 +260,19 @@ impl MemorySource {
         }
     }
 
-    fn aggregate(&self, a: &AggregateExpr, t: i64) -> Result<Value, PromError> {
+    fn aggregate(&self, a: &AggregateExpr, g: &Grid) -> Result<Value, PromError> {
         let op = a.op.to_string();
-        if a.param.is_some() {
+        if a.param.is_some() || !matches!(op.as_str(), "sum" | "avg" | "min" | "max" | "count") {
             return Err(unsupported(&op));
         }
-        let Value::Vector(input) = self.eval(&a.expr, t)? else {
+        let Value::Vector(input) = self.eval(&a.expr, g)? else {
             return Err(PromError::InvalidArgument(format!(
                 "{op} expects an instant vector"
             )));
         };
-        let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
-        for (labels, v) in input {
+        // Per group and step: (sum, count, min, max) of the present values.
+        let mut groups: BTreeMap<Labels, Vec<(f64, usize, f64, f64)>> = BTreeMap::new();
+        for (labels, row) in input {
             let key: Labels = match &a.modifier {
                 None => Labels::new(),
                 Some(LabelModifier::Include(keep)) => labels
@@ -253,95 +284,122 @@ impl MemorySource {
                     .filter(|(k, _)| k != METRIC_NAME && !drop.labels.iter().any(|n| n == k))
                     .collect(),
             };
-            groups.entry(key).or_default().push(v);
+            let acc = groups
+                .entry(key)
+                .or_insert_with(|| vec![(0.0, 0, f64::INFINITY, f64::NEG_INFINITY); g.len]);
+            for (slot, v) in acc.iter_mut().zip(row) {
+                if let Some(v) = v {
+                    slot.0 += v;
+                    slot.1 += 1;
+                    slot.2 = slot.2.min(v);
+                    slot.3 = slot.3.max(v);
+                }
+            }
         }
-        let f = |v: &[f64]| -> Result<f64, PromError> {
-            Ok(match op.as_str() {
-                "sum" => v.iter().sum(),
-                "avg" => v.iter().sum::<f64>() / v.len() as f64,
-                "min" => v.iter().copied().fold(f64::INFINITY, f64::min),
-                "max" => v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                "count" => v.len() as f64,
-                other => return Err(unsupported(other)),
-            })
-        };
-        let mut out = Vec::with_capacity(groups.len());
-        for (labels, v) in groups {
-            out.push((labels, f(&v)?));
-        }
-        Ok(Value::Vector(out))
+        Ok(Value::Vector(
+            groups
+                .into_iter()
+                .map(|(labels, acc)| {
+                    let row = acc
+                        .into_iter()
+                        .map(|(sum, n, min, max)| {
+                            (n > 0).then(|| match op.as_str() {
+                                "sum" => sum,
+                                "avg" => sum / n as f64,
+                                "min" => min,
+                                "max" => max,
+                                _ => n as f64,
+                            })
+                        })
+                        .collect();
+                    (labels, row)
+                })
+                .collect(),
+        ))
     }
 
-    fn binary(&self, b: &BinaryExpr, t: i64) -> Result<Value, PromError> {
+    fn binary(&self, b: &BinaryExpr, g: &Grid) -> Result<Value, PromError> {
         let op = b.op.to_string();
-        let lhs = self.eval(&b.lhs, t)?;
-        let rhs = self.eval(&b.rhs, t)?;
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let comparison = b.op.is_comparison_operator();
-        // Applies the operator; None drops the element (a false comparison).
-        let apply = |x: f64, y: f64| -> Result<Option<f64>, PromError> {
-            let truth = |c: bool| {
-                if return_bool {
-                    Some(if c { 1.0 } else { 0.0 })
-                } else {
-                    c.then_some(x)
-                }
-            };
-            Ok(match op.as_str() {
-                "+" => Some(x + y),
-                "-" => Some(x - y),
-                "*" => Some(x * y),
-                "/" => Some(x / y),
-                "%" => Some(x % y),
-                "^" => Some(x.powf(y)),
-                "==" => truth(x == y),
-                "!=" => truth(x != y),
-                ">" => truth(x > y),
-                "<" => truth(x < y),
-                ">=" => truth(x >= y),
-                "<=" => truth(x <= y),
-                other => return Err(unsupported(other)),
-            })
+        if !matches!(
+            op.as_str(),
+            "+" | "-" | "*" | "/" | "%" | "^" | "==" | "!=" | ">" | "<" | ">=" | "<=" | "and"
+                | "or" | "unless"
+        ) {
+            return Err(unsupported(&op));
+        }
+        let arith = |x: f64, y: f64| -> f64 {
+            match op.as_str() {
+                "+" => x + y,
+                "-" => x - y,
+                "*" => x * y,
+                "/" => x / y,
+                "%" => x % y,
+                _ => x.powf(y),
+            }
+        };
+        let holds = |x: f64, y: f64| -> bool {
+            match op.as_str() {
+                "==" => x == y,
+                "!=" => x != y,
+                ">" => x > y,
+                "<" => x < y,
+                ">=" => x >= y,
+                _ => x <= y,
+            }
+        };
+        // The result of `x op y` where `keep` is the value a filtering
+        // comparison keeps (the vector side's).
+        let apply = |x: f64, y: f64, keep: f64| -> Option<f64> {
+            if !comparison {
+                Some(arith(x, y))
+            } else if return_bool {
+                Some(if holds(x, y) { 1.0 } else { 0.0 })
+            } else {
+                holds(x, y).then_some(keep)
+            }
         };
         // Arithmetic (and `bool`) results lose the metric name.
         let name_kept = comparison && !return_bool;
         let relabel = |l: Labels| if name_kept { l } else { without_name(l) };
+        let lhs = self.eval(&b.lhs, g)?;
+        let rhs = self.eval(&b.rhs, g)?;
         match (lhs, rhs) {
-            (Value::Scalar(x), Value::Scalar(y)) => {
-                let v = apply(x, y)?.unwrap_or(f64::NAN);
-                Ok(Value::Scalar(if comparison && !return_bool {
-                    x
-                } else {
-                    v
-                }))
-            }
-            (Value::Vector(v), Value::Scalar(y)) => {
-                let mut out = Vec::new();
-                for (l, x) in v {
-                    if let Some(r) = apply(x, y)? {
-                        out.push((relabel(l), r));
-                    }
-                }
-                Ok(Value::Vector(out))
-            }
-            (Value::Scalar(x), Value::Vector(v)) => {
-                let mut out = Vec::new();
-                for (l, y) in v {
-                    // A comparison keeps the vector's value, as Prometheus does.
-                    let r = if comparison && !return_bool {
-                        apply(x, y)?.map(|_| y)
-                    } else {
-                        apply(x, y)?
-                    };
-                    if let Some(r) = r {
-                        out.push((relabel(l), r));
-                    }
-                }
-                Ok(Value::Vector(out))
-            }
+            (Value::Scalar(x), Value::Scalar(y)) => Ok(Value::Scalar(
+                x.iter()
+                    .zip(&y)
+                    .map(|(&x, &y)| apply(x, y, x).unwrap_or(x))
+                    .collect(),
+            )),
+            (Value::Vector(v), Value::Scalar(y)) => Ok(Value::Vector(
+                v.into_iter()
+                    .map(|(l, row)| {
+                        let row = row
+                            .iter()
+                            .zip(&y)
+                            .map(|(x, &y)| x.and_then(|x| apply(x, y, x)))
+                            .collect();
+                        (relabel(l), row)
+                    })
+                    .collect(),
+            )),
+            (Value::Scalar(x), Value::Vector(v)) => Ok(Value::Vector(
+                v.into_iter()
+                    .map(|(l, row)| {
+                        let row = row
+                            .iter()
+                            .zip(&x)
+                            .map(|(y, &x)| y.and_then(|y| apply(x, y, y)))
+                            .collect();
+                        (relabel(l), row)
+                    })
+                    .collect(),
+            )),
             (Value::Vector(l), Value::Vector(r)) => {
+                let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
                 let key = |labels: &Labels| -> Labels {
-                    match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+                    match matching {
                         Some(LabelModifier::Include(on)) => labels
                             .iter()
                             .filter(|(k, _)| on.labels.iter().any(|n| n == *k))
@@ -366,42 +424,86 @@ impl MemorySource {
                 }) {
                     return Err(unsupported("group_left / group_right"));
                 }
-                let mut right: BTreeMap<Labels, f64> = BTreeMap::new();
-                for (labels, v) in &r {
-                    right.insert(key(labels), *v);
-                }
+                // Per matching key and step: whether the other side has a sample.
+                let presence = |rows: &[(Labels, Vec<Option<f64>>)]| {
+                    let mut m: BTreeMap<Labels, Vec<Option<f64>>> = BTreeMap::new();
+                    for (labels, row) in rows {
+                        let slot = m.entry(key(labels)).or_insert_with(|| vec![None; g.len]);
+                        for (s, v) in slot.iter_mut().zip(row) {
+                            if v.is_some() {
+                                *s = *v;
+                            }
+                        }
+                    }
+                    m
+                };
+                let right = presence(&r);
                 let mut out = Vec::new();
                 match op.as_str() {
-                    "and" => out.extend(l.into_iter().filter(|(k, _)| right.contains_key(&key(k)))),
-                    "unless" => {
-                        out.extend(l.into_iter().filter(|(k, _)| !right.contains_key(&key(k))))
+                    "and" | "unless" => {
+                        let want = op == "and";
+                        for (labels, row) in l {
+                            let other = right.get(&key(&labels));
+                            let row = row
+                                .into_iter()
+                                .enumerate()
+                                .map(|(k, v)| {
+                                    let there = other.is_some_and(|o| o[k].is_some());
+                                    v.filter(|_| there == want)
+                                })
+                                .collect();
+                            out.push((labels, row));
+                        }
                     }
                     "or" => {
-                        let left: std::collections::BTreeSet<Labels> =
-                            l.iter().map(|(k, _)| key(k)).collect();
-                        out.extend(l);
-                        out.extend(r.into_iter().filter(|(k, _)| !left.contains(&key(k))));
+                        let left = presence(&l);
+                        for (labels, row) in r {
+                            let other = left.get(&key(&labels));
+                            let row = row
+                                .into_iter()
+                                .enumerate()
+                                .map(|(k, v)| v.filter(|_| other.is_none_or(|o| o[k].is_none())))
+                                .collect();
+                            out.push((labels, row));
+                        }
+                        out.splice(0..0, l);
                     }
                     _ => {
-                        for (labels, x) in l {
-                            if let Some(&y) = right.get(&key(&labels))
-                                && let Some(v) = apply(x, y)?
-                            {
-                                let labels =
-                                    match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
-                                        Some(LabelModifier::Include(_)) if !name_kept => {
-                                            key(&labels)
-                                        }
-                                        _ => relabel(labels),
-                                    };
-                                out.push((labels, v));
-                            }
+                        for (labels, row) in l {
+                            let Some(other) = right.get(&key(&labels)) else {
+                                continue;
+                            };
+                            let row = row
+                                .iter()
+                                .zip(other)
+                                .map(|(x, y)| match (x, y) {
+                                    (Some(x), Some(y)) => apply(*x, *y, *x),
+                                    _ => None,
+                                })
+                                .collect();
+                            let labels = match matching {
+                                Some(LabelModifier::Include(_)) if !name_kept => key(&labels),
+                                _ => relabel(labels),
+                            };
+                            out.push((labels, row));
                         }
                     }
                 }
                 Ok(Value::Vector(out))
             }
         }
+    }
+}
+
+/// `f` applied to every value; vectors lose their metric name.
+fn map_values(v: Value, f: impl Fn(f64) -> f64) -> Value {
+    match v {
+        Value::Scalar(v) => Value::Scalar(v.into_iter().map(&f).collect()),
+        Value::Vector(v) => Value::Vector(
+            v.into_iter()
+                .map(|(l, row)| (without_name(l), row.into_iter().map(|x| x.map(&f)).collect()))
+                .collect(),
+        ),
     }
 }
 
@@ -477,15 +579,6 @@ fn extrapolated(
 
 fn parse(expr: &str) -> Result<Expr, PromError> {
     parser::parse(expr).map_err(|e| PromError::InvalidArgument(format!("bad PromQL: {e}")))
-}
-
-fn scalar(v: Value, what: &str) -> Result<f64, PromError> {
-    match v {
-        Value::Scalar(x) => Ok(x),
-        Value::Vector(_) => Err(PromError::InvalidArgument(format!(
-            "{what} expects a scalar parameter"
-        ))),
-    }
 }
 
 fn without_name(mut l: Labels) -> Labels {
