@@ -474,7 +474,7 @@ fn a_look_ahead_beyond_what_can_be_forecast_is_refused_with_the_limit() {
     let e = errors(dir.path(), &main);
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].starts_with(r#"rules/r.yml:9:49: group "g", rule "A": field 'condition.forecast.within': must be at most 6d: the engine forecasts at most 8640 steps of 1m (6d), got 7d"#),
+        e[0].starts_with(r#"rules/r.yml:9:36: group "g", rule "A": field 'condition.forecast.within': must be at most 6d: the engine forecasts at most 8640 steps of 1m (6d), got 7d"#),
         "{}",
         e[0]
     );
@@ -584,7 +584,7 @@ fn bad_bounds_are_located() {
     let want = [
         r#"rules/r.yml:7:9: group "g", rule "A": field 'bounds': must be [lower, upper] with null for an open side, such as [0, 100] or [0, null], got 1 values"#,
         r#"rules/r.yml:11:23: group "g", rule "B": field 'bounds[1]': must be greater than the lower bound 100, got 0"#,
-        r#"rules/r.yml:15:20: group "g", rule "C": field 'bounds[1]': must be a finite number or null, got inf"#,
+        r#"rules/r.yml:15:21: group "g", rule "C": field 'bounds[1]': must be a finite number or null, got inf"#,
     ];
     assert_eq!(e, want);
 }
