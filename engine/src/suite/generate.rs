@@ -22,7 +22,7 @@ use std::f64::consts::{PI, TAU};
 use prognos_models::synthetic::Rng;
 
 use super::spec::{IncidentKind, IncidentSpec, ScenarioSpec, SignalOverride};
-use super::{Scenario, Truth};
+use super::{RawSeries, Scenario, Truth};
 use crate::config::parse_duration;
 
 /// Jobs of the stack's APIs, as in their scrape configs.
@@ -479,7 +479,7 @@ impl ScenarioSpec {
         let rng_for = |key: &str| Rng::new(hash(self.seed, &format!("raw {key}")));
         let dt = step as f64;
 
-        let mut series: Vec<(BTreeMap<String, String>, Vec<(i64, f64)>)> = Vec::new();
+        let mut series: Vec<RawSeries> = Vec::new();
         for job in ["crm-api", "mes-api"] {
             let instance = format!("{job}:8080");
             let base = [

@@ -74,6 +74,10 @@ fn field_prefix(field: &str) -> String {
     }
 }
 
+/// One raw series: labels (with `__name__`) and `(unix seconds, value)`
+/// samples sorted by time, as [`crate::source::memory::MemorySource::new`] takes.
+pub type RawSeries = (BTreeMap<String, String>, Vec<(i64, f64)>);
+
 /// A generated scenario: raw samples and the truth of its incidents.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -88,7 +92,7 @@ pub struct Scenario {
     /// The last sample.
     pub end: i64,
     /// Raw series: labels (with `__name__`) and samples sorted by time.
-    pub series: Vec<(BTreeMap<String, String>, Vec<(i64, f64)>)>,
+    pub series: Vec<RawSeries>,
     /// One entry per alert an incident should raise.
     pub incidents: Vec<Truth>,
     /// The normal-but-tricky patterns the scenario holds, for the report.
@@ -361,6 +365,14 @@ mod tests {
                     s.name,
                     t.alert
                 );
+                println!(
+                    "{}: {} onset +{}s, holds from {:?}, static breach +{}s",
+                    s.name,
+                    t.alert,
+                    t.onset - s.evaluate_from,
+                    t.holds_from.map(|h| h - t.onset),
+                    breach - t.onset
+                );
                 if let Some(h) = t.holds_from {
                     assert!(
                         t.onset <= h && h <= breach,
@@ -443,6 +455,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_repository_config_loads_the_disk_rule() {
+        let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prognos.yml");
+        let config = crate::config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+        let disk = config
+            .groups
+            .iter()
+            .flat_map(|g| g.rules.iter())
+            .find(|r| r.name == "DiskFullSoon")
+            .expect("DiskFullSoon in rules/storage.yml");
+        assert!(
+            disk.expr.contains("node_filesystem_avail_bytes"),
+            "{}",
+            disk.expr
+        );
     }
 
     #[test]

@@ -481,7 +481,7 @@ impl ScenarioSpec {
         c.count("changes", self.changes.len());
         for (i, ch) in self.changes.iter().enumerate() {
             let f = format!("changes[{i}]");
-            if !known.iter().any(|k| *k == ch.target) {
+            if !known.contains(&ch.target) {
                 c.fail(&format!("{f}.target"), format!("no signal {:?}", ch.target));
             }
             c.offset(&format!("{f}.at"), &ch.at, length);
@@ -531,7 +531,7 @@ fn check_override(c: &mut Checker<'_>, f: &str, o: &SignalOverride) {
 
 fn check_incident(c: &mut Checker<'_>, f: &str, inc: &IncidentSpec, known: &[String], length: i64) {
     let kind = inc.target.split(':').next().unwrap_or_default();
-    if !known.iter().any(|k| *k == inc.target) {
+    if !known.contains(&inc.target) {
         c.fail(
             &format!("{f}.target"),
             format!("no signal {:?}", inc.target),
