@@ -563,7 +563,9 @@ async fn the_stack_serves_the_plan_and_prognos_alerts_before_the_classic_rules()
         );
         if predictive == "MesQueueBacklogSoon" {
             // The shipped rule warns before the queue passes its threshold.
-            let crossed_at = crossed.get(classic).expect("the classic alert went pending");
+            let crossed_at = crossed
+                .get(classic)
+                .expect("the classic alert went pending");
             assert!(
                 p < crossed_at,
                 "the shipped {predictive} fired at +{p:?}, after mes.work passed {QUEUE_THRESHOLD} (+{crossed_at:?})"

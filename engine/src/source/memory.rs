@@ -324,8 +324,20 @@ impl MemorySource {
         let comparison = b.op.is_comparison_operator();
         if !matches!(
             op.as_str(),
-            "+" | "-" | "*" | "/" | "%" | "^" | "==" | "!=" | ">" | "<" | ">=" | "<=" | "and"
-                | "or" | "unless"
+            "+" | "-"
+                | "*"
+                | "/"
+                | "%"
+                | "^"
+                | "=="
+                | "!="
+                | ">"
+                | "<"
+                | ">="
+                | "<="
+                | "and"
+                | "or"
+                | "unless"
         ) {
             return Err(unsupported(&op));
         }
@@ -501,7 +513,12 @@ fn map_values(v: Value, f: impl Fn(f64) -> f64) -> Value {
         Value::Scalar(v) => Value::Scalar(v.into_iter().map(&f).collect()),
         Value::Vector(v) => Value::Vector(
             v.into_iter()
-                .map(|(l, row)| (without_name(l), row.into_iter().map(|x| x.map(&f)).collect()))
+                .map(|(l, row)| {
+                    (
+                        without_name(l),
+                        row.into_iter().map(|x| x.map(&f)).collect(),
+                    )
+                })
                 .collect(),
         ),
     }
