@@ -42,6 +42,11 @@ pub const VOLATILITY_FLOOR: f64 = 0.5;
 /// half-width is this share of the value's magnitude (at least 1).
 pub const CONSTANT_FLOOR: f64 = 1e-3;
 
+/// Largest resolution floor, as a share of the history's mean magnitude:
+/// on a series that sat at zero and jumped once, the jump is its smallest
+/// change but no resolution, and a band that wide would hide what follows.
+pub const RESOLUTION_SHARE: f64 = 0.01;
+
 /// Small-sample widening of the band, `1 + SMALL_SAMPLE / ν` with ν the
 /// points fitted minus two: about Student's t over the normal quantile at
 /// 95 % (×2.2 at ν = 2, ×1.2 at ν = 10), and 1.0006 on three days of minutes.
@@ -66,6 +71,10 @@ pub struct FitSpec {
     /// Start of the current regime (Unix seconds): when set, the model is
     /// fitted on the points from it on (see [`ModelledSeries::refit_since`]).
     pub since: Option<i64>,
+    /// The run of points outside the band that a refit interrupts, carried
+    /// over so that a model refitted at every point still sees it:
+    /// (first point, points, of which far).
+    carry: Option<(i64, u32, u32)>,
 }
 
 impl FitSpec {
@@ -77,6 +86,7 @@ impl FitSpec {
             max_horizon,
             bounds: Bounds::NONE,
             since: None,
+            carry: None,
         }
     }
 
@@ -150,6 +160,9 @@ pub struct ModelledSeries {
     far: u32,
     /// Timestamp of the first point of the current run outside the band.
     drift_since: Option<i64>,
+    /// Whether the calibrated band had no width (a constant history): any
+    /// point outside it asks for a refit.
+    degenerate: bool,
     /// Start of the window the model was fitted on, when not the whole history.
     regime_start: Option<i64>,
     /// Least half-width of the band: the series' resolution and recent volatility.
@@ -183,7 +196,8 @@ fn band_floor(y: &[f64]) -> f64 {
         .filter(|d| *d > 0.0)
         .fold(f64::INFINITY, f64::min);
     let resolution = if resolution.is_finite() {
-        resolution
+        let mean = y.iter().map(|v| v.abs()).sum::<f64>() / y.len().max(1) as f64;
+        resolution.min(RESOLUTION_SHARE * mean)
     } else {
         CONSTANT_FLOOR * y.last().map_or(1.0, |v| v.abs().max(1.0))
     };
@@ -277,6 +291,13 @@ impl ModelledSeries {
             ),
         };
         let level = Level::try_from(0.95).expect("a constant level in (0, 1)");
+        let first = model.forecast(1, level);
+        let degenerate = regime_start.is_none() && first.upper.first() == first.lower.first();
+        // A run that the window could not use yet goes on in the new series.
+        let (drift_since, drift, far) = match spec.carry {
+            Some((t, d, f)) if regime_start.is_none() => (Some(t), d, f),
+            _ => (None, 0, 0),
+        };
         let mut detector = Detector::new(live_detector_config());
         let mut score = 0.0;
         for &(t, v) in history {
@@ -294,9 +315,10 @@ impl ModelledSeries {
             expected: None,
             fitted_at: now,
             last_seen: now,
-            drift: 0,
-            far: 0,
-            drift_since: None,
+            drift,
+            far,
+            drift_since,
+            degenerate,
             regime_start,
             floor: band_floor(&y),
             widen: 1.0 + SMALL_SAMPLE / fitted_points.saturating_sub(2).max(1) as f64,
@@ -319,6 +341,18 @@ impl ModelledSeries {
             (_, Some(t)) if now - t < REGIME_KEEP_SECS => Some(t),
             _ => None,
         }
+    }
+
+    /// How to refit this series: `spec` from where its regime begins (see
+    /// [`ModelledSeries::refit_since`]), carrying its run of points outside
+    /// the band but for the latest point, which the refit absorbs again.
+    pub fn refit_spec(&self, spec: FitSpec, now: i64) -> FitSpec {
+        let mut spec = spec.since(self.refit_since(now));
+        spec.carry = self
+            .drift_since
+            .filter(|_| self.drift > 1)
+            .map(|t| (t, self.drift - 1, self.far.saturating_sub(1)));
+        spec
     }
 
     /// Start of the window the model was fitted on, when it was fitted on a
@@ -347,7 +381,8 @@ impl ModelledSeries {
     /// the model, records what was expected. Returns true when the series
     /// should be refitted: the model cannot update, the series drifted out of
     /// its band for [`DRIFT_POINTS`] points, or far out of it for
-    /// [`FAST_DRIFT_POINTS`] (see [`ModelledSeries::refit_since`]).
+    /// [`FAST_DRIFT_POINTS`] (see [`ModelledSeries::refit_since`]), or it left
+    /// the band of a constant history.
     pub fn absorb(&mut self, samples: &[(i64, f64)], level: Level) -> bool {
         let mut fresh: Vec<(i64, f64)> = samples
             .iter()
@@ -379,6 +414,7 @@ impl ModelledSeries {
                 } else {
                     0
                 };
+                refit |= self.degenerate;
             } else {
                 self.drift = 0;
                 self.far = 0;
@@ -601,7 +637,7 @@ mod tests {
             let drifted = self.series.absorb(&[point], level);
             if drifted || now - self.series.fitted_at >= crate::scheduler::REFIT_EVERY_SECS {
                 let from = self.all.partition_point(|s| s.0 < now - self.history_secs);
-                let spec = self.spec.since(self.series.refit_since(now));
+                let spec = self.series.refit_spec(self.spec, now);
                 self.series =
                     ModelledSeries::fit(Labels::new(), &self.all[from..], &spec, now).unwrap();
                 self.refits += 1;
@@ -728,14 +764,15 @@ mod tests {
             let (_, lo, hi) = s.expected.unwrap();
             assert!(hi > lo, "the band around the forecast has a width");
         }
-        assert_eq!(refit_at, Some(i64::from(FAST_DRIFT_POINTS)));
-        assert_eq!(s.refit_since(t0 + 503 * step), Some(t0 + 500 * step));
-        // Refitted on what followed: 5 is now expected, inside a band.
-        let all: Vec<(i64, f64)> = (0..504)
-            .map(|i| (t0 + i * step, if i < 500 { 0.0 } else { 5.0 }))
-            .collect();
-        let spec = spec.since(s.refit_since(t0 + 503 * step));
-        let s = ModelledSeries::fit(Labels::new(), &all, &spec, t0 + 503 * step).unwrap();
+        assert_eq!(refit_at, Some(1), "a constant history asks at once");
+        // Refitted after the first 5, as the scheduler does: 5 is now expected.
+        let mut all = zeros;
+        all.push((t0 + 500 * step, 5.0));
+        let mut s = ModelledSeries::fit(Labels::new(), &all, &spec, t0 + 500 * step).unwrap();
+        assert!(
+            !s.absorb(&[(t0 + 501 * step, 5.0)], level),
+            "5 again is no drift"
+        );
         let (p, lo, hi) = s.expected.unwrap();
         assert!(
             (p - 5.0).abs() < 1e-6 && lo < 5.0 && hi > 5.0,

@@ -478,9 +478,9 @@ impl Engine {
         let spec = FitSpec::new(step, rt.rule.model, max_horizon).bounds(rt.rule.bounds);
         // A series refitted after a change of regime fits its model on the
         // points since the change.
-        let since: HashMap<String, i64> = candidates
+        let specs: HashMap<String, FitSpec> = candidates
             .iter()
-            .filter_map(|(k, _)| Some((k.clone(), rt.series.get(k)?.refit_since(now)?)))
+            .filter_map(|(k, _)| Some((k.clone(), rt.series.get(k)?.refit_spec(spec, now))))
             .collect();
         let rule_id = rt.id.clone();
         let metrics = self.metrics.clone();
@@ -494,13 +494,15 @@ impl Engine {
             let part: Vec<(String, RangeSeries)> =
                 candidates.drain(..chunk.min(candidates.len())).collect();
             let (metrics, rule_id) = (metrics.clone(), rule_id.clone());
-            let since: Vec<Option<i64>> = part.iter().map(|(k, _)| since.get(k).copied()).collect();
+            let part_specs: Vec<FitSpec> = part
+                .iter()
+                .map(|(k, _)| specs.get(k).copied().unwrap_or(spec))
+                .collect();
             jobs.push(tokio::task::spawn_blocking(move || {
                 part.into_iter()
-                    .zip(since)
-                    .map(|((k, s), since)| {
+                    .zip(part_specs)
+                    .map(|((k, s), spec)| {
                         let t = Instant::now();
-                        let spec = spec.since(since);
                         let r = ModelledSeries::fit(s.labels, &s.samples, &spec, now);
                         metrics
                             .fit_duration
