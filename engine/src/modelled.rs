@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use prognos_models::detector::{Detector, DetectorConfig};
+use prognos_models::forecast::linear::slope_is_significant;
 use prognos_models::forecast::{
     Bounds, Calibrated, FittedModel, Forecast, Level, ModelKind, fit_model,
 };
@@ -165,6 +166,10 @@ pub struct ModelledSeries {
     degenerate: bool,
     /// Start of the window the model was fitted on, when not the whole history.
     regime_start: Option<i64>,
+    /// The new regime's points showed no significant trend yet, so it is
+    /// modelled as a level and refitted at every point until they do (or
+    /// the regime is old enough for a whole-history fit).
+    provisional: bool,
     /// Least half-width of the band: the series' resolution and recent volatility.
     floor: f64,
     /// Small-sample widening of the band (≥ 1).
@@ -270,14 +275,22 @@ impl ModelledSeries {
             let from = history.partition_point(|s| s.0 < t);
             (sorted.len() - from >= MIN_REGIME_POINTS).then_some((t, from))
         });
+        let mut provisional = false;
         let (model, fitted_points, regime_start) = match regime {
             Some((t, from)) => {
                 let (window, _) = Series::from_points(&history[from..], Some(step))?;
                 let w = window.interpolated();
                 // A new regime has few points: its own trend, unless the rule
                 // names a model that can fit them.
+                // A trend that does not stand out of the noise (a plateau
+                // after a spike or a level shift) is not extrapolated.
+                let points: Vec<f64> = sorted[from..].iter().map(|s| s.1).collect();
                 let kind = match spec.kind {
-                    ModelKind::Auto => ModelKind::Linear,
+                    ModelKind::Auto if slope_is_significant(&points) => ModelKind::Linear,
+                    ModelKind::Auto => {
+                        provisional = true;
+                        ModelKind::Naive
+                    }
                     k => k,
                 };
                 let model = fit_model(kind, &w, step, spec.max_horizon)
@@ -320,6 +333,7 @@ impl ModelledSeries {
             drift_since,
             degenerate,
             regime_start,
+            provisional,
             floor: band_floor(&y),
             widen: 1.0 + SMALL_SAMPLE / fitted_points.saturating_sub(2).max(1) as f64,
             bounds,
@@ -427,7 +441,7 @@ impl ModelledSeries {
                 path.push(self.last_value + (v - self.last_value) * k as f64 / steps as f64);
             }
             path.push(v);
-            refit |= !self.model.update(&path);
+            refit |= !self.model.update(&path) || self.provisional;
             self.score = self.detector.update(t, v);
             self.peak_score = self.peak_score.max(self.score);
             self.last_ts = t;

@@ -51,6 +51,49 @@ fn fit_line(y: &[f64]) -> (f64, f64) {
     (mean_y + slope * (n - 1.0 - mean_x), slope)
 }
 
+/// Whether the least-squares slope through `y` (at x = 0, 1, …) differs
+/// from zero at the 95 % level (Student's t with n − 2 degrees of freedom).
+/// A trend drawn through a few points of a level shift or a spike is not:
+/// extrapolated hours ahead it would predict crossings that never come.
+pub fn slope_is_significant(y: &[f64]) -> bool {
+    let n = y.len();
+    if n < 3 || y.iter().any(|v| !v.is_finite()) {
+        return false;
+    }
+    let nf = n as f64;
+    let mean_x = (nf - 1.0) / 2.0;
+    let mean_y = y.iter().sum::<f64>() / nf;
+    let (intercept_last, slope) = fit_line(y);
+    let intercept0 = intercept_last - slope * (nf - 1.0);
+    let (mut sxx, mut sse) = (0.0, 0.0);
+    for (i, v) in y.iter().enumerate() {
+        let dx = i as f64 - mean_x;
+        sxx += dx * dx;
+        let r = v - (intercept0 + slope * i as f64);
+        sse += r * r;
+    }
+    if slope == 0.0 || sxx <= 0.0 {
+        return false;
+    }
+    let scale = mean_y.abs().max(slope.abs()).max(1e-300);
+    let se = (sse / (nf - 2.0) / sxx).sqrt();
+    // A perfect line (no residual beyond rounding) is as significant as can be.
+    if se <= scale * 1e-12 {
+        return true;
+    }
+    (slope / se).abs() > t_critical(n - 2)
+}
+
+/// Two-sided 95 % quantile of Student's t with `dof` degrees of freedom.
+fn t_critical(dof: usize) -> f64 {
+    const TABLE: [f64; 10] = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23];
+    match dof {
+        0 => f64::INFINITY,
+        d if d <= TABLE.len() => TABLE[d - 1],
+        d => 1.96 + 2.4 / d as f64,
+    }
+}
+
 impl Forecaster for Linear {
     type Fitted = FittedLinear;
     fn fit(&self, y: &[f64]) -> Result<FittedLinear> {
@@ -151,6 +194,22 @@ pub fn predict_linear(samples: &[(f64, f64)], eval_time: f64, t: f64) -> Option<
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_slope_counts_only_when_it_stands_out_of_the_noise() {
+        let ramp: Vec<f64> = (0..10).map(|i| 1000.0 * i as f64).collect();
+        assert!(slope_is_significant(&ramp));
+        let noisy_ramp: Vec<f64> = (0..30)
+            .map(|i| 100.0 * i as f64 + [30.0, -20.0, 5.0][i % 3])
+            .collect();
+        assert!(slope_is_significant(&noisy_ramp));
+        // A plateau after a step: a few points, no trend worth extrapolating.
+        assert!(!slope_is_significant(&[55.0, 61.0, 58.0]));
+        assert!(!slope_is_significant(&[60.0, 62.0, 59.0, 61.0, 60.5, 59.5]));
+        assert!(!slope_is_significant(&[5.0, 5.0, 5.0, 5.0]));
+        assert!(!slope_is_significant(&[1.0, 2.0]));
+    }
+
     use super::*;
 
     #[test]
