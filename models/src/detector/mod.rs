@@ -35,8 +35,8 @@ use seasonal::{DAY, Profile, WEEK};
 use stats::{Ring, RobustScale, StepEstimator};
 
 /// Settings of a [`Detector`]. The defaults are the deployed configuration (the live engine,
-/// `prognos detect` and `prognos eval nab` all use them); the NAB-tuned parts were tuned on the
-/// tune half of the public NAB sample only.
+/// `prognos detect` and `prognos eval nab` all use them). The NAB-tuned parts were tuned on the
+/// whole public NAB sample before it was split; since, only its `tune` half is used.
 #[derive(Debug, Clone)]
 pub struct DetectorConfig {
     /// Points learned before any score is reported; earlier points score 0. Default 150.
@@ -653,7 +653,10 @@ mod tests {
             .filter(|&(_, &s)| s >= RULE_THRESHOLD)
             .map(|(i, _)| i)
             .collect();
-        assert!(alerting.is_empty(), "minutes of the two weeks at or above {RULE_THRESHOLD}: {alerting:?}");
+        assert!(
+            alerting.is_empty(),
+            "minutes of the two weeks at or above {RULE_THRESHOLD}: {alerting:?}"
+        );
     }
 
     #[test]
@@ -707,7 +710,10 @@ mod tests {
         let scores = run_minutes(end + 60, series);
         let during = &scores[(onset + 2) as usize..end as usize];
         let lowest = during.iter().cloned().fold(1.0, f64::min);
-        assert!(lowest >= RULE_THRESHOLD, "score fell to {lowest} during the storm");
+        assert!(
+            lowest >= RULE_THRESHOLD,
+            "score fell to {lowest} during the storm"
+        );
     }
 
     #[test]
