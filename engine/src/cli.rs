@@ -217,6 +217,13 @@ pub struct EvalNabArgs {
     /// Write every row's score to this folder, mirroring the input layout.
     #[arg(long)]
     pub scores_dir: Option<PathBuf>,
+    /// Which half of the corpus to score: `tune` (tuned on), `report` (held out), or `all`.
+    #[arg(long, value_enum, default_value_t = crate::nab_corpus::NabSplit::All)]
+    pub split: crate::nab_corpus::NabSplit,
+    /// Rows an alert keeps firing after its score falls below the threshold: NAB's detections
+    /// are the alert's firing transitions (its notifications).
+    #[arg(long, default_value_t = crate::commands::NAB_KEEP_FIRING_ROWS)]
+    pub keep_firing_for: usize,
 }
 
 /// `prognos eval forecast`.

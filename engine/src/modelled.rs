@@ -180,15 +180,10 @@ pub struct ModelledSeries {
     resets: Option<ResetCorrection>,
 }
 
-/// The detector as the live engine runs it: NAB's tuning, without the rest
-/// period after a detection. Resting suits NAB, where a second detection of
-/// one anomaly only costs; live rules instead say how long a score must hold
-/// (`for`), which needs the score to stay up while the anomaly lasts.
+/// The detector as the live engine runs it: the one configuration, the same as
+/// `prognos detect` and `prognos eval nab` use.
 pub fn live_detector_config() -> DetectorConfig {
-    DetectorConfig {
-        rest_points: 0,
-        ..DetectorConfig::default()
-    }
+    DetectorConfig::default()
 }
 
 /// The least half-width of a band on `y`: its resolution (the smallest

@@ -19,6 +19,54 @@ pub struct LabelledFile {
     pub windows: Vec<(i64, i64)>,
 }
 
+/// Which half of a NAB corpus to use. Files are split deterministically, per category: within
+/// a category, files are ordered by an FNV-1a hash of their name and alternate between the
+/// halves (the first, third, … go to `tune`), so each half holds about half of every category
+/// and a file's half never depends on which other files are present in other categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NabSplit {
+    /// The half the detector's settings may be tuned on.
+    Tune,
+    /// The held-out half: figures are reported on it and nothing is tuned on it.
+    Report,
+    /// Every file.
+    All,
+}
+
+/// FNV-1a, 64 bits: a stable hash (unlike std's, which may change between releases).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Whether `name` (`<category>/<file>.csv`) falls in `split`, given every name of the corpus.
+pub fn in_split(name: &str, names: &[&str], split: NabSplit) -> bool {
+    if split == NabSplit::All {
+        return true;
+    }
+    let category = |n: &str| n.rsplit_once('/').map_or("", |(c, _)| c).to_owned();
+    let mine = category(name);
+    let mut peers: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| category(n) == mine)
+        .collect();
+    peers.sort_by_key(|n| (fnv1a(n), *n));
+    let rank = peers.iter().position(|n| *n == name).unwrap_or(0);
+    (rank % 2 == 0) == (split == NabSplit::Tune)
+}
+
+/// Keeps the files of `split` (see [`NabSplit`]).
+pub fn select(files: Vec<LabelledFile>, split: NabSplit) -> Vec<LabelledFile> {
+    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    files
+        .into_iter()
+        .filter(|f| in_split(&f.name, &refs, split))
+        .collect()
+}
+
 /// Reads the labels file and every file it names under `data`. Files under
 /// `data` that the labels do not name are listed in the second value.
 pub fn load(data: &Path, labels: &Path) -> Result<(Vec<LabelledFile>, Vec<PathBuf>)> {
@@ -95,4 +143,31 @@ pub fn collect_csv(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_halves_each_category_and_the_halves_are_disjoint() {
+        let names = [
+            "a/1.csv", "a/2.csv", "a/3.csv", "a/4.csv", "b/1.csv", "b/2.csv", "c/1.csv",
+        ];
+        let of = |split| -> Vec<&str> {
+            names
+                .iter()
+                .copied()
+                .filter(|n| in_split(n, &names, split))
+                .collect()
+        };
+        let (tune, report) = (of(NabSplit::Tune), of(NabSplit::Report));
+        assert_eq!(tune.len() + report.len(), names.len());
+        assert!(tune.iter().all(|n| !report.contains(n)));
+        for (cat, total) in [("a/", 4), ("b/", 2)] {
+            let t = tune.iter().filter(|n| n.starts_with(cat)).count();
+            assert_eq!(t, total / 2, "{cat}: {tune:?}");
+        }
+        assert_eq!(of(NabSplit::All).len(), names.len());
+    }
 }

@@ -287,6 +287,141 @@ fn sweep(rows: &[SweepRow], n_windows: usize, profile: &NabProfile) -> ProfileRe
     }
 }
 
+/// Most thresholds [`score_corpus_alerting`] tries; with more distinct scores it tries evenly
+/// spaced quantiles of them, so a corpus of any size costs at most this many passes over its
+/// candidate detections.
+pub const MAX_THRESHOLDS: usize = 2000;
+
+/// Rows at which an alert on `scores` starts firing: an alert fires when the score reaches
+/// `threshold` and, once firing, keeps firing until `keep_firing_for` rows have passed without
+/// the score reaching it again. A firing transition at row i is `scores[i] ≥ threshold` with
+/// every score of the `keep_firing_for + 1` rows before it below the threshold (the row just
+/// before, because an alert that holds stays firing; then the rows it keeps firing for).
+pub fn firing_transitions(scores: &[f64], keep_firing_for: usize, threshold: f64) -> Vec<bool> {
+    let mut out = Vec::with_capacity(scores.len());
+    let mut last_held: Option<usize> = None;
+    for (i, &s) in scores.iter().enumerate() {
+        let holds = s >= threshold;
+        let firing = last_held.is_some_and(|l| i - l <= keep_firing_for + 1);
+        out.push(holds && !firing);
+        if holds {
+            last_held = Some(i);
+        }
+    }
+    out
+}
+
+/// The highest of the `keep` scores before each row (−∞ when there are none).
+fn previous_max(scores: &[f64], keep: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(scores.len());
+    // Monotone deque of indices with decreasing scores over the last `keep` rows.
+    let mut deque = std::collections::VecDeque::new();
+    for (i, &s) in scores.iter().enumerate() {
+        while deque.front().is_some_and(|&j| j + keep < i) {
+            deque.pop_front();
+        }
+        out.push(deque.front().map_or(f64::NEG_INFINITY, |&j| scores[j]));
+        while deque.back().is_some_and(|&j| scores[j] <= s) {
+            deque.pop_back();
+        }
+        deque.push_back(i);
+    }
+    out
+}
+
+/// Scores the corpus by NAB's rules with the detections an alert would notify: the firing
+/// transitions (see [`firing_transitions`]) of an alert on the scores that keeps firing for
+/// `keep_firing_for` rows. As NAB does, each profile gets the threshold that maximises its
+/// corpus total, tried over the distinct scores of the possible transitions.
+pub fn score_corpus_alerting(files: &[NabFile], keep_firing_for: usize) -> Vec<ProfileResult> {
+    // A row can be a transition at threshold T only if prev_max < T ≤ score.
+    struct Candidate {
+        score: f64,
+        prev_max: f64,
+        window: usize,
+        sigma: f64,
+    }
+    let mut candidates = Vec::new();
+    let mut n_windows = 0;
+    for file in files {
+        let (kinds, nw) = classify(file);
+        let scores: Vec<f64> = file
+            .scores
+            .iter()
+            .map(|&s| if s.is_nan() { 0.0 } else { s })
+            .collect();
+        let prev = previous_max(&scores, keep_firing_for + 1);
+        for ((kind, &score), &prev_max) in kinds.iter().zip(&scores).zip(&prev) {
+            if score <= prev_max || score <= 0.0 {
+                continue;
+            }
+            let (window, sigma) = match *kind {
+                RowKind::Probation => continue,
+                RowKind::InWindow { window, sigma } => (n_windows + window, sigma),
+                RowKind::Outside { sigma } => (usize::MAX, sigma),
+            };
+            candidates.push(Candidate {
+                score,
+                prev_max,
+                window,
+                sigma,
+            });
+        }
+        n_windows += nw;
+    }
+    let mut thresholds: Vec<f64> = candidates.iter().map(|c| c.score).collect();
+    thresholds.sort_unstable_by(f64::total_cmp);
+    thresholds.dedup();
+    if thresholds.len() > MAX_THRESHOLDS {
+        let n = thresholds.len();
+        thresholds = (0..MAX_THRESHOLDS)
+            .map(|k| thresholds[k * (n - 1) / (MAX_THRESHOLDS - 1)])
+            .collect();
+    }
+    PROFILES
+        .iter()
+        .map(|p| {
+            let s_null = -p.a_fn * n_windows as f64;
+            let mut best = (s_null, f64::INFINITY, 0, 0);
+            let mut best_window = vec![-p.a_fn; n_windows];
+            for &t in &thresholds {
+                best_window.fill(-p.a_fn);
+                let (mut fp, mut fp_sum) = (0, 0.0);
+                for c in candidates.iter().filter(|c| c.prev_max < t && t <= c.score) {
+                    if c.window == usize::MAX {
+                        fp += 1;
+                        fp_sum += p.a_fp * c.sigma;
+                    } else {
+                        let b = &mut best_window[c.window];
+                        *b = b.max(p.a_tp * c.sigma);
+                    }
+                }
+                let total = fp_sum + best_window.iter().sum::<f64>();
+                if total > best.0 {
+                    let tp = best_window.iter().filter(|&&b| b != -p.a_fn).count();
+                    best = (total, t, tp, fp);
+                }
+            }
+            let (raw, threshold, tp, fp) = best;
+            let s_perfect = p.a_tp * n_windows as f64;
+            let normalized = if s_perfect > s_null {
+                100.0 * (raw - s_null) / (s_perfect - s_null)
+            } else {
+                0.0
+            };
+            ProfileResult {
+                profile: p.name,
+                threshold,
+                raw_score: raw,
+                normalized,
+                tp,
+                fp,
+                fn_: n_windows - tp,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +511,56 @@ mod tests {
             assert!((raw - r.raw_score).abs() < 1e-9);
             assert_eq!((tp, fp, fn_), (r.tp, r.fp, r.fn_));
         }
+    }
+
+    #[test]
+    fn an_alert_notifies_once_while_the_score_stays_up_and_again_after_keep_firing_for() {
+        let scores = [0.0, 0.9, 0.95, 0.9, 0.1, 0.1, 0.1, 0.9, 0.1];
+        let fired = |keep| -> Vec<usize> {
+            firing_transitions(&scores, keep, 0.5)
+                .iter()
+                .enumerate()
+                .filter(|&(_, &f)| f)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        assert_eq!(fired(0), vec![1, 7]);
+        assert_eq!(fired(2), vec![1, 7]);
+        assert_eq!(fired(3), vec![1]);
+    }
+
+    #[test]
+    fn alerting_sweep_matches_scoring_the_transitions_at_its_threshold() {
+        // A score that stays up through each window and blips outside them.
+        let f = file_with(|i| match i {
+            400..=430 | 700..=720 => 0.9,
+            300 | 310 | 600 => 0.6,
+            _ => ((i * 7919) % 100) as f64 / 1000.0,
+        });
+        for keep in [0, 5, 50] {
+            for (p, r) in PROFILES
+                .iter()
+                .zip(score_corpus_alerting(std::slice::from_ref(&f), keep))
+            {
+                let transitions = firing_transitions(&f.scores, keep, r.threshold);
+                let g = NabFile {
+                    scores: transitions
+                        .iter()
+                        .map(|&t| f64::from(u8::from(t)))
+                        .collect(),
+                    ..f.clone()
+                };
+                let (raw, tp, fp, fn_) = score_file(&g, p, 0.5);
+                assert!(
+                    (raw - r.raw_score).abs() < 1e-9,
+                    "keep {keep}: {r:?} vs {raw}"
+                );
+                assert_eq!((tp, fp, fn_), (r.tp, r.fp, r.fn_));
+            }
+        }
+        // Held through both windows, the score is worth two early detections and no FP.
+        let r = &score_corpus_alerting(std::slice::from_ref(&f), 50)[0];
+        assert_eq!((r.tp, r.fn_), (2, 0));
     }
 
     proptest::proptest! {

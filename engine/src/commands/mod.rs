@@ -15,7 +15,7 @@ pub use backtest::backtest;
 pub use check::check;
 pub use detect::detect;
 pub use eval_forecast::eval_forecast;
-pub use eval_nab::{NabRun, eval_nab};
+pub use eval_nab::{NAB_KEEP_FIRING_ROWS, NabRun, eval_nab};
 pub use forecast::forecast;
 pub use history::history;
 
