@@ -80,6 +80,9 @@ fn chrono_free_parse(s: &str) -> Option<i64> {
     prognos::timestamp::parse(s).ok().map(|t| t.0)
 }
 
+/// A raw series: metric name, other labels, samples.
+type Raw = (String, Vec<(String, String)>, Vec<(i64, f64)>);
+
 #[test]
 fn backtest_on_prometheus_gives_the_alerts_of_the_in_memory_replay() {
     let repo = repo();
@@ -107,7 +110,7 @@ fn backtest_on_prometheus_gives_the_alerts_of_the_in_memory_replay() {
     );
 
     // The same raw samples, up to the replay's end, in a real Prometheus.
-    let series: Vec<(String, Vec<(String, String)>, Vec<(i64, f64)>)> = scenario
+    let series: Vec<Raw> = scenario
         .series
         .iter()
         .map(|(labels, samples)| {
