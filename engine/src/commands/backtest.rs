@@ -3,17 +3,19 @@
 //! evaluated exactly as the live engine would have at that time — the
 //! queries end at the slot — with alert state kept in a scratch store.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 
-use crate::alert::{AlertSink, AlertStore};
+use crate::alert::state::Labels;
+use crate::alert::{AlertSink, AlertStatus, AlertStore};
 use crate::cli::BacktestArgs;
 use crate::commands::run::{client_for, load_config};
 use crate::exposition::Metrics;
 use crate::scheduler::Engine;
 use crate::{progress, timestamp};
-use prognos_notifiers::alert::{AlertInfo, Status};
+use prognos_notifiers::alert::{AlertInfo, Explanation, Status};
 
 /// Keeps the events of a replay with the slot they happened at.
 #[derive(Default)]
@@ -72,11 +74,31 @@ pub fn backtest(args: &BacktestArgs) -> Result<String> {
         .build()?;
     let slots = ((to - from) / every + 1) as u64;
     let bar = progress::bar(slots, "replaying");
+    // Pending transitions are not events (nothing is sent): read them from
+    // the alert state after each slot.
+    let mut pending: Vec<(i64, String, Labels, f64)> = Vec::new();
     runtime.block_on(async {
+        let mut open: BTreeSet<(String, String)> = BTreeSet::new();
         let mut t = from;
         while t <= to {
             *timeline.now.lock().unwrap_or_else(|e| e.into_inner()) = t;
             engine.evaluate_all(t).await;
+            let mut now_pending = BTreeSet::new();
+            for r in &engine.rules {
+                let rt = r.lock().await;
+                for a in rt
+                    .alerts
+                    .active()
+                    .filter(|a| a.status == AlertStatus::Pending)
+                {
+                    let key = (rt.id.clone(), crate::alert::state::key(&a.labels));
+                    if !open.contains(&key) {
+                        pending.push((t, rt.id.clone(), a.labels.clone(), a.value));
+                    }
+                    now_pending.insert(key);
+                }
+            }
+            open = now_pending;
             bar.inc(1);
             t += every;
         }
@@ -100,29 +122,77 @@ pub fn backtest(args: &BacktestArgs) -> Result<String> {
         timestamp::format(to, timestamp::TimestampStyle::Rfc3339),
         events.len()
     ));
+    let mut lines: Vec<(i64, u8, String)> = Vec::new();
+    for (t, rule, labels, value) in &pending {
+        lines.push((*t, 0, line(*t, "pending ", rule, labels, *value, None)));
+    }
     for (t, a) in events.iter() {
-        let rule = &a.rule;
-        let what = match a.status {
-            Status::Firing => "firing  ",
-            Status::Resolved => "resolved",
+        let (what, order) = match a.status {
+            Status::Firing => ("firing  ", 1),
+            Status::Resolved => ("resolved", 2),
         };
-        let labels: Vec<String> = a
-            .labels
-            .iter()
-            .filter(|(k, _)| k.as_str() != "alertname")
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
-        out.push_str(&format!(
-            "{}  {what}  {rule}  {{{}}}  value {}\n",
-            timestamp::format(*t, timestamp::TimestampStyle::Rfc3339),
-            labels.join(", "),
-            a.value
-        ));
+        let why = a.explanation.as_ref().map(why_it_fired);
+        lines.push((*t, order, line(*t, what, &a.rule, &a.labels, a.value, why)));
+    }
+    lines.sort_by_key(|l| (l.0, l.1));
+    for (_, _, l) in lines {
+        out.push_str(&l);
     }
     for e in errors {
         out.push_str(&format!("last error: {e}\n"));
     }
     Ok(out)
+}
+
+/// One line of the report: time, transition, rule, labels (without
+/// `alertname`), value, and for a firing alert why it fired.
+fn line(
+    t: i64,
+    what: &str,
+    rule: &str,
+    labels: &Labels,
+    value: f64,
+    why: Option<String>,
+) -> String {
+    let labels: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "alertname")
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    let mut l = format!(
+        "{}  {what}  {rule}  {{{}}}  value {value}",
+        timestamp::format(t, timestamp::TimestampStyle::Rfc3339),
+        labels.join(", ")
+    );
+    if let Some(why) = why {
+        l.push_str("  why: ");
+        l.push_str(&why);
+    }
+    l.push('\n');
+    l
+}
+
+/// What the model saw when an alert fired: the ETA, the expected value and
+/// band, the anomaly score.
+fn why_it_fired(e: &Explanation) -> String {
+    let mut parts = Vec::new();
+    if let Some(eta) = &e.eta {
+        let threshold = e.threshold.map_or(String::new(), |t| format!(" {t}"));
+        parts.push(format!("crosses{threshold} {}", eta.text));
+    }
+    if let (Some(x), Some((lo, hi))) = (e.expected, e.band) {
+        let level = e
+            .level
+            .map_or(String::new(), |l| format!(" {:.0}%", l * 100.0));
+        parts.push(format!("expected {x:.4} ({lo:.4} to {hi:.4}{level})"));
+    }
+    if let Some(v) = e.current {
+        parts.push(format!("actual {v:.4}"));
+    }
+    if let Some(score) = e.anomaly_score {
+        parts.push(format!("score {score:.3}"));
+    }
+    parts.join(", ")
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {
