@@ -250,6 +250,10 @@ pub struct EvalForecastArgs {
     /// Also print each series' figures for the model under test.
     #[arg(long)]
     pub verbose: bool,
+    /// Which half of the files to measure, split per folder by a hash of the
+    /// name as `eval nab --split` does: `report` is the held-out half.
+    #[arg(long, value_enum, default_value_t = crate::nab_corpus::NabSplit::All)]
+    pub split: crate::nab_corpus::NabSplit,
 }
 
 fn parse_model(s: &str) -> Result<ModelKind, String> {

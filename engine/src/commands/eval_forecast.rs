@@ -19,6 +19,23 @@ pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
     }
     let mut paths = Vec::new();
     nab_corpus::collect_csv(&args.data, &mut paths)?;
+    // Names as NAB writes them (`category/file.csv`), for the split.
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&args.data)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let paths: Vec<_> = paths
+        .iter()
+        .zip(&names)
+        .filter(|(_, n)| nab_corpus::in_split(n, &refs, args.split))
+        .map(|(p, _)| p.clone())
+        .collect();
     let mut models = vec![args.model, ModelKind::SeasonalNaive, ModelKind::Linear];
     models.dedup();
     let bar = progress::bar(paths.len() as u64, "evaluating");
