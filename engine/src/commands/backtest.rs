@@ -17,11 +17,14 @@ use crate::scheduler::Engine;
 use crate::{progress, timestamp};
 use prognos_notifiers::alert::{AlertInfo, Explanation, Status};
 
-/// Keeps the events of a replay with the slot they happened at.
+/// Keeps the events of a replay with the slot they happened at (also the
+/// sink of `eval alerts`).
 #[derive(Default)]
-struct Timeline {
-    now: Mutex<i64>,
-    events: Mutex<Vec<(i64, AlertInfo)>>,
+pub(crate) struct Timeline {
+    /// The slot being evaluated.
+    pub(crate) now: Mutex<i64>,
+    /// Every event sent, with its slot.
+    pub(crate) events: Mutex<Vec<(i64, AlertInfo)>>,
 }
 
 impl AlertSink for Timeline {

@@ -9,14 +9,15 @@
 //! [`MemorySource`] instead of Prometheus, one evaluation per group interval.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use prognos_models::threshold::humanize_seconds;
-use prognos_notifiers::alert::{AlertInfo, Status};
+use prognos_notifiers::alert::Status;
 use serde::Serialize;
 
-use crate::alert::{AlertSink, AlertStatus, AlertStore};
+use super::backtest::Timeline;
+use crate::alert::{AlertStatus, AlertStore};
 use crate::cli::EvalAlertsArgs;
 use crate::commands::run::load_config;
 use crate::config::Shard;
@@ -31,21 +32,6 @@ pub const AFTER_END_SECS: i64 = 3600;
 
 /// An abrupt incident counts as caught in time if it fires this soon after onset.
 pub const ABRUPT_WITHIN_SECS: i64 = 600;
-
-/// Keeps every firing and resolved event with the slot it happened at.
-#[derive(Default)]
-struct Timeline {
-    now: Mutex<i64>,
-    events: Mutex<Vec<(i64, AlertInfo)>>,
-}
-
-impl AlertSink for Timeline {
-    fn send(&self, alerts: &[AlertInfo]) {
-        let now = *self.now.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        v.extend(alerts.iter().map(|a| (now, a.clone())));
-    }
-}
 
 /// One alert transition seen in a replay.
 #[derive(Debug, Clone, Serialize)]
