@@ -23,7 +23,7 @@ use crate::commands::run::load_config;
 use crate::config::Shard;
 use crate::exposition::Metrics;
 use crate::scheduler::Engine;
-use crate::source::memory::MemorySource;
+use crate::source::memory::{MAX_STEPS, MemorySource};
 use crate::suite::{self, Scenario, Truth};
 
 /// After an incident ends, alerts of its series within this long are still
@@ -289,15 +289,25 @@ fn static_fire(
 ) -> Result<Option<i64>> {
     let step = 60;
     let from = truth.onset.div_euclid(step) * step;
-    let series = source
-        .range(expr, from, scenario.end, step)
-        .with_context(|| format!("the static alert of {} in {}", truth.kind, scenario.name))?;
+    // In spans of at most MAX_STEPS evaluations, as Prometheus would need.
+    let mut series: BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut a = from;
+    while a <= scenario.end {
+        let b = (a + (MAX_STEPS - 1) * step).min(scenario.end);
+        for s in source
+            .range(expr, a, b, step)
+            .with_context(|| format!("the static alert of {} in {}", truth.kind, scenario.name))?
+        {
+            series.entry(s.labels).or_default().extend(s.samples);
+        }
+        a = b + step;
+    }
     let mut first: Option<i64> = None;
-    for s in series {
+    for samples in series.into_values() {
         // A comparison returns the points where it holds: find a run of `for`.
         let mut run_start: Option<i64> = None;
         let mut prev: Option<i64> = None;
-        for &(t, _) in &s.samples {
+        for &(t, _) in &samples {
             if prev.is_none_or(|p| t - p > step) {
                 run_start = Some(t);
             }
@@ -536,6 +546,27 @@ mod tests {
             }],
             traps: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_static_alert_is_found_past_one_query_s_worth_of_steps() {
+        let mut scenario = stalled_consumer();
+        let onset = scenario.incidents[0].onset;
+        // A crossing 9 days after onset: 12,960 one-minute steps.
+        let late = onset + 9 * 86_400;
+        let labels = scenario.series[0].0.clone();
+        let samples: Vec<(i64, f64)> = (0..=(9 * 1440 + 20))
+            .map(|k| {
+                let t = onset + k * 60;
+                (t, if t >= late { 20_000.0 } else { 0.0 })
+            })
+            .collect();
+        scenario.end = late + 20 * 60;
+        let source = MemorySource::new(vec![(labels, samples)], scenario.end);
+        let truth = &scenario.incidents[0];
+        let expr = truth.static_expr.clone().expect("a static alert");
+        let at = static_fire(&source, &expr, truth, &scenario).expect("evaluated");
+        assert_eq!(at, Some(late + 300));
     }
 
     #[test]
