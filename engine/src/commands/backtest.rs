@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 
-use crate::alert::state::Labels;
+use crate::alert::state::{Alert, Labels};
 use crate::alert::{AlertSink, AlertStatus, AlertStore};
 use crate::cli::BacktestArgs;
 use crate::commands::run::{client_for, load_config};
 use crate::exposition::Metrics;
-use crate::scheduler::Engine;
+use crate::scheduler::{Engine, RuleRuntime};
 use crate::{progress, timestamp};
 use prognos_notifiers::alert::{AlertInfo, Explanation, Status};
 
@@ -86,22 +86,12 @@ pub fn backtest(args: &BacktestArgs) -> Result<String> {
         while t <= to {
             *timeline.now.lock().unwrap_or_else(|e| e.into_inner()) = t;
             engine.evaluate_all(t).await;
-            let mut now_pending = BTreeSet::new();
             for r in &engine.rules {
                 let rt = r.lock().await;
-                for a in rt
-                    .alerts
-                    .active()
-                    .filter(|a| a.status == AlertStatus::Pending)
-                {
-                    let key = (rt.id.clone(), crate::alert::state::key(&a.labels));
-                    if !open.contains(&key) {
-                        pending.push((t, rt.id.clone(), a.labels.clone(), a.value));
-                    }
-                    now_pending.insert(key);
+                for a in newly_pending(&rt, &mut open) {
+                    pending.push((t, rt.id.clone(), a.labels.clone(), a.value));
                 }
             }
-            open = now_pending;
             bar.inc(1);
             t += every;
         }
@@ -109,15 +99,7 @@ pub fn backtest(args: &BacktestArgs) -> Result<String> {
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
     let mut out = String::new();
-    let mut errors = Vec::new();
-    runtime.block_on(async {
-        for r in &engine.rules {
-            let rt = r.lock().await;
-            if let Some(e) = &rt.last_error {
-                errors.push(format!("{}: {e}", rt.id));
-            }
-        }
-    });
+    let errors = runtime.block_on(last_errors(&engine));
     let events = timeline.events.lock().unwrap_or_else(|e| e.into_inner());
     out.push_str(&format!(
         "backtest {} → {} every {every}s: {} events\n",
@@ -145,6 +127,41 @@ pub fn backtest(args: &BacktestArgs) -> Result<String> {
         out.push_str(&format!("last error: {e}\n"));
     }
     Ok(out)
+}
+
+/// The alerts of `rt` that went pending since the previous call. `open`
+/// holds the pending alerts seen then, as (rule id, label key), and is
+/// updated for this rule.
+pub(crate) fn newly_pending<'a>(
+    rt: &'a RuleRuntime,
+    open: &mut BTreeSet<(String, String)>,
+) -> Vec<&'a Alert> {
+    let now: Vec<(String, &Alert)> = rt
+        .alerts
+        .active()
+        .filter(|a| a.status == AlertStatus::Pending)
+        .map(|a| (crate::alert::state::key(&a.labels), a))
+        .collect();
+    let fresh = now
+        .iter()
+        .filter(|(k, _)| !open.contains(&(rt.id.clone(), k.clone())))
+        .map(|(_, a)| *a)
+        .collect();
+    open.retain(|(id, _)| *id != rt.id);
+    open.extend(now.into_iter().map(|(k, _)| (rt.id.clone(), k)));
+    fresh
+}
+
+/// Every rule's last evaluation error, as `rule: error`.
+pub(crate) async fn last_errors(engine: &Engine) -> Vec<String> {
+    let mut errors = Vec::new();
+    for r in &engine.rules {
+        let rt = r.lock().await;
+        if let Some(e) = &rt.last_error {
+            errors.push(format!("{}: {e}", rt.id));
+        }
+    }
+    errors
 }
 
 /// One line of the report: time, transition, rule, labels (without

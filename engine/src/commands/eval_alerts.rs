@@ -8,7 +8,7 @@
 //! models, conditions and alert state machine — reading from a
 //! [`MemorySource`] instead of Prometheus, one evaluation per group interval.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -16,8 +16,8 @@ use prognos_models::threshold::humanize_seconds;
 use prognos_notifiers::alert::Status;
 use serde::Serialize;
 
-use super::backtest::Timeline;
-use crate::alert::{AlertStatus, AlertStore};
+use super::backtest::{Timeline, last_errors, newly_pending};
+use crate::alert::AlertStore;
 use crate::cli::EvalAlertsArgs;
 use crate::commands::run::load_config;
 use crate::config::Shard;
@@ -165,7 +165,7 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
         .enable_all()
         .build()?;
     let mut pending: Vec<Seen> = Vec::new();
-    let mut open_pending: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut open_pending: BTreeSet<(String, String)> = BTreeSet::new();
     let from = scenario.evaluate_from.div_euclid(tick) * tick;
     runtime.block_on(async {
         let mut t = from;
@@ -177,34 +177,15 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
                     continue;
                 }
                 engine.evaluate_rule(&mut rt, t).await;
-                let mut now_pending = Vec::new();
-                for a in rt.alerts.active() {
-                    if a.status == AlertStatus::Pending {
-                        let key = (rt.id.clone(), crate::alert::state::key(&a.labels));
-                        if !open_pending.contains_key(&key) {
-                            pending.push(seen(t, "pending", &a.labels, a.value));
-                        }
-                        now_pending.push(key);
-                    }
-                }
-                open_pending.retain(|k, _| k.0 != rt.id);
-                for k in now_pending {
-                    open_pending.insert(k, t);
+                for a in newly_pending(&rt, &mut open_pending) {
+                    pending.push(seen(t, "pending", &a.labels, a.value));
                 }
             }
             t += tick;
         }
     });
     let _ = std::fs::remove_dir_all(&scratch);
-    let mut errors = Vec::new();
-    runtime.block_on(async {
-        for r in &engine.rules {
-            let rt = r.lock().await;
-            if let Some(e) = &rt.last_error {
-                errors.push(format!("{}: {e}", rt.id));
-            }
-        }
-    });
+    let errors = runtime.block_on(last_errors(&engine));
     let events = std::mem::take(&mut *timeline.events.lock().unwrap_or_else(|e| e.into_inner()));
     let mut transitions: Vec<Seen> = events
         .iter()
