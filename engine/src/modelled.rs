@@ -178,6 +178,10 @@ pub struct ModelledSeries {
     /// its whole history was.
     bounds: Bounds,
     resets: Option<ResetCorrection>,
+    /// Steps the model's own origin lags behind the latest point: a model
+    /// that cannot update online (a line) keeps its state, so its forecast
+    /// for the next point is this many steps further along its path.
+    behind: usize,
 }
 
 /// The detector as the live engine runs it: the one configuration, the same as
@@ -333,6 +337,7 @@ impl ModelledSeries {
             widen: 1.0 + SMALL_SAMPLE / fitted_points.saturating_sub(2).max(1) as f64,
             bounds,
             resets: None,
+            behind: 0,
         };
         // Already corrected: the correction starts with the next samples.
         modelled.absorb(&[(last_ts, last_value)], level);
@@ -378,7 +383,12 @@ impl ModelledSeries {
     /// The model's forecast with its band floored, widened for a fit on
     /// few points, and kept within the bounds.
     fn band(&self, horizon: usize, level: Level) -> Forecast {
-        let mut f = self.model.forecast(horizon, level);
+        let mut f = self.model.forecast(horizon + self.behind, level);
+        if self.behind > 0 {
+            for v in [&mut f.point, &mut f.lower, &mut f.upper] {
+                v.drain(..self.behind);
+            }
+        }
         for ((p, lo), hi) in f.point.iter().zip(&mut f.lower).zip(&mut f.upper) {
             *lo = p - ((*p - *lo) * self.widen).max(self.floor);
             *hi = p + ((*hi - *p) * self.widen).max(self.floor);
@@ -436,7 +446,11 @@ impl ModelledSeries {
                 path.push(self.last_value + (v - self.last_value) * k as f64 / steps as f64);
             }
             path.push(v);
-            refit |= !self.model.update(&path) || self.provisional;
+            if !self.model.update(&path) {
+                self.behind += path.len();
+                refit = true;
+            }
+            refit |= self.provisional;
             self.score = self.detector.update(t, v);
             self.peak_score = self.peak_score.max(self.score);
             self.last_ts = t;
@@ -486,6 +500,31 @@ mod tests {
         (from..n)
             .map(|i| (1_700_000_000 + 300 * i as i64, y[i]))
             .collect()
+    }
+
+    #[test]
+    fn a_line_that_cannot_update_online_forecasts_from_the_latest_point() {
+        let level = Level::try_from(0.95).unwrap();
+        let line: Vec<(i64, f64)> = (0..10).map(|i| (60 * i, 100.0 + 5.0 * i as f64)).collect();
+        let mut s = ModelledSeries::fit(
+            Labels::new(),
+            &line,
+            &FitSpec::new(60, ModelKind::Linear, 5),
+            0,
+        )
+        .unwrap();
+        // The held-out point (145 at t = 540) was expected, and the forecast
+        // starts one step after it, not at it.
+        let (expected, _, _) = s.expected.unwrap();
+        assert!((expected - 145.0).abs() < 1e-9, "{expected}");
+        assert!((s.forecast(2, level).point[0] - 150.0).abs() < 1e-9);
+        // Two more points, the second after a missed scrape.
+        s.absorb(&[(600, 150.0), (720, 160.0)], level);
+        let (expected, _, _) = s.expected.unwrap();
+        assert!((expected - 160.0).abs() < 1e-9, "{expected}");
+        let f = s.forecast(2, level);
+        assert!((f.point[0] - 165.0).abs() < 1e-9, "{:?}", f.point);
+        assert!((f.point[1] - 170.0).abs() < 1e-9, "{:?}", f.point);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! mean absolute error of the seasonal naive forecast (the season being a day
 //! when the step divides one, else 1), so values below 1 beat it in-sample.
 
-use crate::forecast::{Level, ModelKind, fit_model};
+use crate::forecast::{Forecast, Level, ModelKind, fit_model};
 use crate::series::{Series, interpolate};
 use crate::{Error, Result};
 
@@ -32,6 +32,21 @@ pub fn rolling_origin(
     horizons: &[usize],
     level: Level,
     origins: usize,
+) -> Result<Vec<HorizonAccuracy>> {
+    rolling_origin_with(series, horizons, origins, |_, train, max_h| {
+        Ok(fit_model(kind, train, series.step(), max_h)?.forecast(max_h, level))
+    })
+}
+
+/// Evaluates a forecaster on `series` as [`rolling_origin`] does. At each
+/// origin `forecast(origin, filled, max_h)` gets the index of the origin, the
+/// points before it with gaps interpolated (the raw ones are
+/// `series.values()[..origin]`), and returns `max_h` steps.
+pub fn rolling_origin_with(
+    series: &Series,
+    horizons: &[usize],
+    origins: usize,
+    mut forecast: impl FnMut(usize, &[f64], usize) -> Result<Forecast>,
 ) -> Result<Vec<HorizonAccuracy>> {
     let max_h = horizons.iter().copied().max().unwrap_or(0);
     let n = series.len();
@@ -61,8 +76,14 @@ pub fn rolling_origin(
             .map(|w| (w[season] - w[0]).abs())
             .sum::<f64>()
             / (o - season) as f64;
-        let model = fit_model(kind, train, series.step(), max_h)?;
-        let f = model.forecast(max_h, level);
+        let f = forecast(o, train, max_h)?;
+        if f.len() < max_h {
+            return Err(Error::TooShort {
+                model: "rolling-origin forecast",
+                needed: max_h,
+                got: f.len(),
+            });
+        }
         for (j, &h) in horizons.iter().enumerate() {
             let (mut abs, mut cnt, mut inside) = (0.0, 0usize, 0usize);
             for k in 0..h {

@@ -107,6 +107,16 @@ pub struct ScenarioResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteResult {
     pub scenarios: Vec<ScenarioResult>,
+    /// Scenarios that could not be replayed, with the error: the others are
+    /// still reported, and the command then exits non-zero.
+    pub failed: Vec<FailedScenario>,
+}
+
+/// A scenario whose replay failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedScenario {
+    pub name: String,
+    pub error: String,
 }
 
 /// Runs `args`: the suite folder (or one scenario file) under the configuration.
@@ -118,22 +128,32 @@ pub fn eval_alerts(args: &EvalAlertsArgs) -> Result<SuiteResult> {
         suite::load_dir(&args.suite)?
     };
     let mut scenarios = Vec::new();
+    let mut failed = Vec::new();
     for spec in &specs {
         let scenario = spec.generate();
         if !args.scenario.is_empty() && !args.scenario.contains(&scenario.name) {
             continue;
         }
         tracing::info!(scenario = %scenario.name, "Replaying.");
-        scenarios.push(replay(&config, &scenario)?);
+        match replay(&config, &scenario) {
+            Ok(result) => scenarios.push(result),
+            Err(e) => {
+                tracing::error!(scenario = %scenario.name, "Replay failed: {e:#}");
+                failed.push(FailedScenario {
+                    name: scenario.name.clone(),
+                    error: format!("{e:#}"),
+                });
+            }
+        }
     }
-    if scenarios.is_empty() {
+    if scenarios.is_empty() && failed.is_empty() {
         bail!(
             "no scenario to replay in {} (names asked: {:?})",
             args.suite.display(),
             args.scenario
         );
     }
-    Ok(SuiteResult { scenarios })
+    Ok(SuiteResult { scenarios, failed })
 }
 
 /// Replays `config`'s rules over `scenario`.
@@ -452,13 +472,21 @@ impl SuiteResult {
                 out.push_str(&format!("error in {}: {e}\n", s.name));
             }
         }
+        for f in &self.failed {
+            out.push_str(&format!("FAILED {}: {}\n", f.name, f.error));
+        }
         let n = self.incidents().count();
         let detected = self.incidents().filter(|i| i.fired_at.is_some()).count();
         let in_time = self.incidents().filter(|i| i.in_time).count();
         let once = self.incidents().filter(|i| i.notifications == 1).count();
         out.push_str(&format!(
-            "summary: {detected}/{n} incidents alerted, {in_time}/{n} in time, {once}/{n} with one notification, {} false alerts in {days:.1} days\n",
-            self.false_alerts().count()
+            "summary: {detected}/{n} incidents alerted, {in_time}/{n} in time, {once}/{n} with one notification, {} false alerts in {days:.1} days{}\n",
+            self.false_alerts().count(),
+            if self.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} scenarios failed", self.failed.len())
+            }
         ));
         out
     }
@@ -559,7 +587,8 @@ mod tests {
         println!(
             "{}",
             SuiteResult {
-                scenarios: vec![r.clone()]
+                scenarios: vec![r.clone()],
+                failed: Vec::new(),
             }
             .report()
         );

@@ -4,11 +4,12 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
-use prognos_models::accuracy::{HorizonAccuracy, rolling_origin};
+use prognos_models::accuracy::{HorizonAccuracy, rolling_origin, rolling_origin_with};
 use prognos_models::forecast::{Level, ModelKind};
 use prognos_models::series::Series;
 
 use crate::cli::EvalForecastArgs;
+use crate::modelled::{FitSpec, Labels, ModelledSeries};
 use crate::{nab_corpus, progress, table};
 
 /// Evaluates every series under `args.data` and returns the printed table.
@@ -60,9 +61,18 @@ pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
         if args.step != 0 && series.step() != args.step {
             continue;
         }
+        // The model under test is fitted as `prognos run` fits a series
+        // (band floor, bounds, held-out last point); the baselines plainly.
         let results: Result<Vec<Vec<HorizonAccuracy>>, _> = models
             .iter()
-            .map(|&m| rolling_origin(&series, m, &args.horizons, level, args.origins))
+            .enumerate()
+            .map(|(i, &m)| {
+                if i == 0 {
+                    as_run(&series, m, &args.horizons, level, args.origins)
+                } else {
+                    rolling_origin(&series, m, &args.horizons, level, args.origins)
+                }
+            })
             .collect();
         match results {
             Ok(results) => {
@@ -110,7 +120,12 @@ pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
     }
     s.push('\n');
     for (mi, m) in models.iter().enumerate() {
-        let _ = write!(s, "{:<16}", m.as_str());
+        let name = if mi == 0 {
+            format!("{m} (as run)")
+        } else {
+            m.to_string()
+        };
+        let _ = write!(s, "{name:<16}");
         for tot in &totals[mi] {
             let mase = if tot.1 > 0 {
                 tot.0 / tot.1 as f64
@@ -133,4 +148,27 @@ pub fn eval_forecast(args: &EvalForecastArgs) -> Result<String> {
         let _ = writeln!(s, "skipped {k}");
     }
     Ok(s)
+}
+
+/// Rolling-origin accuracy of `kind` fitted at each origin as the engine
+/// fits a series ([`ModelledSeries::fit`] on the raw points before it).
+fn as_run(
+    series: &Series,
+    kind: ModelKind,
+    horizons: &[usize],
+    level: Level,
+    origins: usize,
+) -> prognos_models::Result<Vec<HorizonAccuracy>> {
+    let raw = series.values();
+    rolling_origin_with(series, horizons, origins, |o, _, max_h| {
+        let points: Vec<(i64, f64)> = (0..o).map(|i| (series.timestamp_at(i), raw[i])).collect();
+        let now = series.timestamp_at(o.saturating_sub(1));
+        let fitted = ModelledSeries::fit(
+            Labels::new(),
+            &points,
+            &FitSpec::new(series.step(), kind, max_h),
+            now,
+        )?;
+        Ok(fitted.forecast(max_h, level))
+    })
 }

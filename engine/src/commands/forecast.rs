@@ -2,11 +2,12 @@
 //! with its calibrated band.
 
 use anyhow::{Context, Result, bail};
-use prognos_models::forecast::{Level, fit_model};
+use prognos_models::forecast::Level;
 use prognos_models::series::Series;
 use prognos_models::threshold::{Direction, describe, time_to_threshold};
 
 use crate::cli::{CrossDirection, ForecastArgs};
+use crate::modelled::{FitSpec, Labels, ModelledSeries};
 use crate::{table, timestamp};
 
 /// Fits `args.model` on `args.input` and writes `args.horizon` steps.
@@ -42,13 +43,21 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
     out.write_record(["timestamp", "yhat", "yhat_lower", "yhat_upper"])
         .map_err(werr)?;
     if args.horizon > 0 {
-        let y = series.interpolated();
-        let model = fit_model(args.model, &y, series.step(), args.horizon)
-            .with_context(|| format!("{}: fitting {}", args.input.display(), args.model))?;
+        // Fitted as `prognos run` fits a series: the band floored and never
+        // collapsed, forecasts of a non-negative history kept non-negative.
+        let points = input.points();
+        let now = points.iter().map(|p| p.0).max().unwrap_or(0);
+        let model = ModelledSeries::fit(
+            Labels::new(),
+            &points,
+            &FitSpec::new(series.step(), args.model, args.horizon),
+            now,
+        )
+        .with_context(|| format!("{}: fitting {}", args.input.display(), args.model))?;
         let f = model.forecast(args.horizon, level);
         tracing::info!(
-            model = model.model.name(),
-            points = y.len(),
+            model = model.model_name(),
+            points = series.len(),
             step_secs = series.step(),
             "Fitted."
         );

@@ -42,6 +42,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", result.report());
             }
+            if !result.failed.is_empty() {
+                anyhow::bail!(
+                    "{} of {} scenarios could not be replayed (see above)",
+                    result.failed.len(),
+                    result.failed.len() + result.scenarios.len()
+                );
+            }
             Ok(())
         }
         Command::Eval(EvalCommand::Forecast(args)) => {
