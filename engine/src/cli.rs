@@ -200,6 +200,9 @@ pub struct EvalAlertsArgs {
     /// Print the result as JSON (every transition included) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Scenarios replayed at once (default: one per core, at most 16).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
 }
 
 /// `prognos eval nab`.

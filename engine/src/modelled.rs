@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use prognos_models::detector::{Detector, DetectorConfig};
-use prognos_models::forecast::linear::slope_is_significant;
+use prognos_models::forecast::linear::recent_trend;
 use prognos_models::forecast::{
     Bounds, Calibrated, FittedModel, Forecast, Level, ModelKind, fit_model,
 };
@@ -281,20 +281,29 @@ impl ModelledSeries {
                 let w = window.interpolated();
                 // A new regime has few points: its own trend, unless the rule
                 // names a model that can fit them.
-                // A trend that does not stand out of the noise (a plateau
-                // after a spike or a level shift) is not extrapolated.
+                // A trend that does not stand out of the noise, or that its
+                // latest points no longer follow (a plateau after a ramp, a
+                // spike or a level shift), is not extrapolated.
                 let points: Vec<f64> = sorted[from..].iter().map(|s| s.1).collect();
-                let kind = match spec.kind {
-                    ModelKind::Auto if slope_is_significant(&points) => ModelKind::Linear,
-                    ModelKind::Auto => {
-                        provisional = true;
-                        ModelKind::Naive
-                    }
-                    k => k,
+                // A trend is fitted on the latest points that show it (the
+                // held-out point among them), so a ramp that slows to a creep
+                // is extrapolated at the creep's pace.
+                let (kind, fit_on) = match spec.kind {
+                    ModelKind::Auto => match recent_trend(&points) {
+                        Some(k) => (
+                            ModelKind::Linear,
+                            &w[w.len().saturating_sub(k.saturating_sub(1).max(2))..],
+                        ),
+                        None => {
+                            provisional = true;
+                            (ModelKind::Naive, &w[..])
+                        }
+                    },
+                    k => (k, &w[..]),
                 };
-                let model = fit_model(kind, &w, step, spec.max_horizon)
+                let model = fit_model(kind, fit_on, step, spec.max_horizon)
                     .or_else(|_| fit_model(ModelKind::Linear, &w, step, spec.max_horizon))?;
-                (model, w.len(), Some(t))
+                (model, fit_on.len(), Some(t))
             }
             None => (
                 fit_model(spec.kind, &y, step, spec.max_horizon)?,
@@ -741,7 +750,7 @@ mod tests {
     #[test]
     fn a_memory_leak_gets_a_rising_forecast_within_hours() {
         // rules/compute.yml ApiMemoryHighSoon: history 7d, step 5m, horizons
-        // up to 1d, time_to_threshold less_than 6h (looks 12h ahead).
+        // up to 1d, time_to_threshold less_than 1d.
         let (step, t0) = (300, 1_700_000_000);
         let spec = FitSpec::new(step, ModelKind::Auto, 288);
         let n = 7 * 288;

@@ -411,6 +411,17 @@ impl Engine {
         rt.verdicts.clear();
         for (k, s) in &rt.series {
             let v = evaluate(&rt.rule, s, level);
+            tracing::trace!(
+                rule = %rt.id,
+                series = %k,
+                at = s.last_ts,
+                value = v.value,
+                holds = v.holds,
+                score = s.score,
+                eta = ?v.eta_secs,
+                model = s.model_name(),
+                "Verdict."
+            );
             self.export(&rt.id, s, &v);
             let input = self.alert_input(&rt.rule, &s.labels, &v);
             if v.holds {

@@ -195,6 +195,8 @@ pub struct Detector {
     deviating_since: Option<i64>,
     /// Whether the NAB-tuned score was at or above `onset_level` on the previous point.
     in_onset: bool,
+    /// Points seen (counting it) when the NAB-tuned score last marked an onset.
+    onset_at: Option<usize>,
 }
 
 impl Detector {
@@ -230,6 +232,7 @@ impl Detector {
             deviations: Ring::new(),
             deviating_since: None,
             in_onset: false,
+            onset_at: None,
             config,
         }
     }
@@ -260,7 +263,9 @@ impl Detector {
         }
 
         let (score, deviation) = self.score(timestamp, value);
-        let sustained = self.sustained(deviation);
+        self.deviations.push(deviation);
+        let k = self.config.sustain_points.clamp(1, SUSTAIN_MAX);
+        let sustained = self.sustained(k);
         // Before warm-up the scales are still settling: nothing counts as a sustained deviation.
         let deviating =
             self.seen >= self.config.warmup_points && sustained >= self.config.sustain_half;
@@ -282,15 +287,29 @@ impl Detector {
         let onset = if score >= self.config.onset_level {
             let first = !self.in_onset;
             self.in_onset = true;
-            if first { score } else { 0.0 }
+            if first {
+                self.onset_at = Some(self.seen);
+                score
+            } else {
+                0.0
+            }
         } else {
             self.in_onset = false;
             score
         };
+        // Until `sustain_points` points have passed since an onset, a
+        // deviation held on every point since it counts as sustained: the
+        // score of a storm stays up from its onset on rather than dipping
+        // until the sustained score has enough points.
+        let since_onset = self
+            .onset_at
+            .map(|at| self.seen + 1 - at)
+            .filter(|&n| n < k)
+            .map_or(0.0, |n| self.sustained(n));
         let score = if self.seen <= self.config.warmup_points {
             0.0
         } else {
-            onset.max(self.sustained_score(sustained))
+            onset.max(self.sustained_score(sustained.max(since_onset)))
         };
         if score.is_finite() {
             score.clamp(0.0, 1.0)
@@ -322,13 +341,13 @@ impl Detector {
         f
     }
 
-    /// Pushes the latest signed deviation and returns the sustained deviation: the smallest
-    /// magnitude among the last `sustain_points` deviations if they all have one sign, else 0.
-    fn sustained(&mut self, deviation: f64) -> f64 {
-        self.deviations.push(deviation);
-        let k = self.config.sustain_points.clamp(1, SUSTAIN_MAX);
+    /// The sustained deviation over the latest `k` points: the smallest magnitude among their
+    /// deviations if they all have one sign, else 0.
+    fn sustained(&self, k: usize) -> f64 {
         let mut smallest = f64::INFINITY;
-        let sign = deviation.signum();
+        let Some(sign) = self.deviations.lag(1).map(f64::signum) else {
+            return 0.0;
+        };
         for lag in 1..=k {
             match self.deviations.lag(lag) {
                 Some(d) if d != 0.0 && d.signum() == sign => smallest = smallest.min(d.abs()),
@@ -708,11 +727,23 @@ mod tests {
             }
         };
         let scores = run_minutes(end + 60, series);
-        let during = &scores[(onset + 2) as usize..end as usize];
+        let during = &scores[onset as usize..end as usize];
         let lowest = during.iter().cloned().fold(1.0, f64::min);
         assert!(
             lowest >= RULE_THRESHOLD,
             "score fell to {lowest} during the storm"
+        );
+        // The same storm sampled every 5 minutes, as a rule with `step: 5m`
+        // sees it: up from its first point, with no dip while the sustained
+        // score gathers its three points.
+        let monday = 1_704_067_200;
+        let coarse = run((0..end + 60)
+            .step_by(5)
+            .map(|i| (monday + i * 60, series(i))));
+        let during: Vec<f64> = coarse[(onset / 5) as usize..(end / 5) as usize].to_vec();
+        assert!(
+            during.iter().all(|&s| s >= RULE_THRESHOLD),
+            "scores every 5 minutes during the storm: {during:?}"
         );
     }
 
