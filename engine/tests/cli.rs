@@ -255,7 +255,7 @@ fn forecast_bad_input_gets_clear_errors() {
     let one = write(dir.path(), "one.csv", "timestamp,value\n1,5\n");
     let o = prognos(&["forecast", "-i", s(&one), "--horizon", "3", "-o", s(&out)]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("need at least 2 rows with values"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("need at least 3 rows with values"));
 
     let ok = write(dir.path(), "ok.csv", "timestamp,value\n1,5\n2,6\n3,7\n");
     let o = prognos(&[

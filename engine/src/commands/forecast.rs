@@ -14,14 +14,15 @@ use crate::{table, timestamp};
 ///
 /// The input is resampled to its most common step (gaps interpolated for
 /// fitting; repeated timestamps averaged). A horizon of zero writes only the
-/// header. Fewer than two rows with values is an error.
+/// header. Fewer than three rows with values is an error (a model and its
+/// band need them, as in `prognos run`).
 pub fn forecast(args: &ForecastArgs) -> Result<()> {
     let level = Level::try_from(args.level).context("--level")?;
     let input = table::read(&args.input)?;
     let observed = input.rows.iter().filter(|r| r.value.is_finite()).count();
-    if observed < 2 {
+    if observed < 3 {
         bail!(
-            "{}: need at least 2 rows with values to forecast, got {observed} (of {} rows)",
+            "{}: need at least 3 rows with values to forecast, got {observed} (of {} rows)",
             args.input.display(),
             input.rows.len()
         );
