@@ -139,38 +139,39 @@ pub fn eval_alerts(args: &EvalAlertsArgs) -> Result<SuiteResult> {
     // Each scenario replays on its own thread with its own runtime and
     // store; the results are reported in the suite's order.
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<ScenarioResult>>>> =
-        specs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(specs.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(spec) = specs.get(i) else { break };
-                    let scenario = spec.generate();
-                    tracing::info!(scenario = %scenario.name, "Replaying.");
-                    let r = replay(&config, &scenario);
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                }
-            });
-        }
+    let mut results: Vec<(usize, Result<ScenarioResult>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.min(specs.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(spec) = specs.get(i) else { break done };
+                        let scenario = spec.generate();
+                        tracing::info!(scenario = %scenario.name, "Replaying.");
+                        done.push((i, replay(&config, &scenario)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
+    results.sort_by_key(|(i, _)| *i);
     let mut scenarios = Vec::new();
     let mut failed = Vec::new();
-    for (spec, r) in specs.iter().zip(results) {
-        match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(Ok(result)) => scenarios.push(result),
-            Some(Err(e)) => {
-                tracing::error!(scenario = %spec.name, "Replay failed: {e:#}");
+    for (i, r) in results {
+        match r {
+            Ok(result) => scenarios.push(result),
+            Err(e) => {
+                tracing::error!(scenario = %specs[i].name, "Replay failed: {e:#}");
                 failed.push(FailedScenario {
-                    name: spec.name.clone(),
+                    name: specs[i].name.clone(),
                     error: format!("{e:#}"),
                 });
             }
-            None => failed.push(FailedScenario {
-                name: spec.name.clone(),
-                error: "the replay thread stopped before it".to_string(),
-            }),
         }
     }
     if scenarios.is_empty() && failed.is_empty() {
