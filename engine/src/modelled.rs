@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 
 use prognos_models::detector::{Detector, DetectorConfig};
 use prognos_models::forecast::linear::recent_trend;
+use prognos_models::forecast::mstl::Mstl;
 use prognos_models::forecast::{
     Bounds, Calibrated, FittedModel, Forecast, Level, ModelKind, fit_model,
 };
+use prognos_models::seasonality::confirmed_periods;
 use prognos_models::series::Series;
 
 /// Consecutive points outside the band after which a series is refitted.
@@ -170,6 +172,11 @@ pub struct ModelledSeries {
     /// modelled as a level and refitted at every point until they do (or
     /// the regime is old enough for a whole-history fit).
     provisional: bool,
+    /// The new regime's points show a significant trend: its window is kept
+    /// past [`REGIME_KEEP_SECS`] while they do, since a whole-history fit
+    /// would average a leak or a growth spurt of hours into days of the old
+    /// behaviour and lose its pace.
+    trending: bool,
     /// Least half-width of the band: the series' resolution and recent volatility.
     floor: f64,
     /// Small-sample widening of the band (≥ 1).
@@ -229,6 +236,26 @@ fn effective_bounds(rule: Bounds, history: &[(i64, f64)]) -> Bounds {
     }
 }
 
+/// A line on the last `fit_on.len()` points of `y`, deseasonalised by the
+/// calendar rhythm `y` shows before its last `regime` points (see
+/// [`Mstl::fit_with_recent_line`]); `None` without a confirmed rhythm or
+/// two of its periods before the regime.
+fn seasonal_line(
+    y: &[f64],
+    regime: usize,
+    fit_on: &[f64],
+    step: i64,
+    max_horizon: usize,
+) -> Option<Calibrated<Box<dyn FittedModel>>> {
+    let before = &y[..y.len().saturating_sub(regime)];
+    let periods = confirmed_periods(before, step);
+    let model = Mstl::new(periods)
+        .ok()?
+        .fit_with_recent_line(y, regime, fit_on.len())
+        .ok()?;
+    Some(Calibrated::new(Box::new(model), fit_on, max_horizon))
+}
+
 impl ModelledSeries {
     /// Fits on `samples` (Unix seconds, value; NaN and ±Inf are gaps) as
     /// `spec` says; the detector learns the whole history. With `spec.since`
@@ -270,26 +297,32 @@ impl ModelledSeries {
         let (series, _) = Series::from_points(history, Some(step))?;
         let y = series.interpolated();
         // A new regime: the points since the change (counting the held-out one).
+        // A trend that does not stand out of the noise, or that its latest
+        // points no longer follow (a plateau after a ramp, a spike or a
+        // level shift), is not extrapolated. A regime older than
+        // [`REGIME_KEEP_SECS`] keeps its own window only while it trends.
         let regime = spec.since.and_then(|t| {
             let from = history.partition_point(|s| s.0 < t);
-            (sorted.len() - from >= MIN_REGIME_POINTS).then_some((t, from))
+            if sorted.len() - from < MIN_REGIME_POINTS {
+                return None;
+            }
+            let points: Vec<f64> = sorted[from..].iter().map(|s| s.1).collect();
+            let trend = recent_trend(&points);
+            (now - t < REGIME_KEEP_SECS || trend.is_some()).then_some((t, from, trend))
         });
         let mut provisional = false;
+        let trending = regime.is_some_and(|r| r.2.is_some());
         let (model, fitted_points, regime_start) = match regime {
-            Some((t, from)) => {
+            Some((t, from, trend)) => {
                 let (window, _) = Series::from_points(&history[from..], Some(step))?;
                 let w = window.interpolated();
                 // A new regime has few points: its own trend, unless the rule
                 // names a model that can fit them.
-                // A trend that does not stand out of the noise, or that its
-                // latest points no longer follow (a plateau after a ramp, a
-                // spike or a level shift), is not extrapolated.
-                let points: Vec<f64> = sorted[from..].iter().map(|s| s.1).collect();
                 // A trend is fitted on the latest points that show it (the
                 // held-out point among them), so a ramp that slows to a creep
                 // is extrapolated at the creep's pace.
                 let (kind, fit_on) = match spec.kind {
-                    ModelKind::Auto => match recent_trend(&points) {
+                    ModelKind::Auto => match trend {
                         Some(k) => (
                             ModelKind::Linear,
                             &w[w.len().saturating_sub(k.saturating_sub(1).max(2))..],
@@ -301,8 +334,17 @@ impl ModelledSeries {
                     },
                     k => (k, &w[..]),
                 };
-                let model = fit_model(kind, fit_on, step, spec.max_horizon)
-                    .or_else(|_| fit_model(ModelKind::Linear, &w, step, spec.max_horizon))?;
+                // On a series with a calendar rhythm, the trend is fitted on
+                // the deseasonalised points, so half a day of a daily wave
+                // does not bend a leak's slope.
+                let seasonal = (spec.kind == ModelKind::Auto && kind == ModelKind::Linear)
+                    .then(|| seasonal_line(&y, w.len(), fit_on, step, spec.max_horizon))
+                    .flatten();
+                let model = match seasonal {
+                    Some(m) => m,
+                    None => fit_model(kind, fit_on, step, spec.max_horizon)
+                        .or_else(|_| fit_model(ModelKind::Linear, &w, step, spec.max_horizon))?,
+                };
                 (model, fit_on.len(), Some(t))
             }
             None => (
@@ -342,6 +384,7 @@ impl ModelledSeries {
             degenerate,
             regime_start,
             provisional,
+            trending,
             floor: band_floor(&y),
             widen: 1.0 + SMALL_SAMPLE / fitted_points.saturating_sub(2).max(1) as f64,
             bounds,
@@ -355,13 +398,18 @@ impl ModelledSeries {
     }
 
     /// Where the next refit should start its model's window: where the
-    /// series left its band when it drifted, else the start of
-    /// the current regime while it is recent; `None` for the whole history.
+    /// series left its band when it drifted (the start of a provisional
+    /// regime's window when it left that), else the start of the current
+    /// regime while it is recent or trends; `None` for the whole history.
     pub fn refit_since(&self, now: i64) -> Option<i64> {
         let drifted = self.drift >= DRIFT_POINTS || self.far >= FAST_DRIFT_POINTS;
         match (self.drift_since, self.regime_start) {
+            // A provisional level stands in for a regime whose trend is not
+            // known yet: leaving its band is that regime showing its trend,
+            // so its window grows rather than restarting at every run.
+            (Some(_), Some(r)) if drifted && self.provisional => Some(r),
             (Some(t), _) if drifted => Some(t),
-            (_, Some(t)) if now - t < REGIME_KEEP_SECS => Some(t),
+            (_, Some(t)) if now - t < REGIME_KEEP_SECS || self.trending => Some(t),
             _ => None,
         }
     }
@@ -774,6 +822,41 @@ mod tests {
             live.series.model_name()
         );
         assert!(live.refits > 0);
+    }
+
+    #[test]
+    fn a_leak_on_a_daily_rhythm_keeps_its_slope_for_a_day() {
+        // ApiMemoryHighSoon again, on memory with a daily wave of ±30 MB:
+        // the leak's trend outlives the 6 h after which a quiet regime is
+        // refitted on the whole history, and the wave does not bend it.
+        let (step, t0) = (300, 1_700_006_400);
+        let spec = FitSpec::new(step, ModelKind::Auto, 288);
+        let n = 7 * 288;
+        let jitter = noise(n + 288, 13);
+        let value = |i: usize| {
+            let wave = 30e6 * (std::f64::consts::TAU * i as f64 / 288.0).sin();
+            let leak = i.saturating_sub(n) as f64 * 3.3e6; // 40 MB an hour
+            600e6 + wave + 3e6 * jitter[i] + leak
+        };
+        let history: Vec<(i64, f64)> = (0..n).map(|i| (t0 + i as i64 * step, value(i))).collect();
+        let mut live = Live::start(spec, 7 * 86_400, history);
+        let level = Level::try_from(0.95).unwrap();
+        for i in n..n + 16 * 12 {
+            live.push((t0 + i as i64 * step, value(i)));
+            if i >= n + 8 * 12 {
+                // From 8 hours on: a day ahead, the leak's 950 MB ± 15 %.
+                let f = live.series.forecast(288, level);
+                let growth = f.point[287] - live.series.last_value;
+                assert!(
+                    (0.85 * 950e6..1.15 * 950e6).contains(&growth),
+                    "{:.1} h into the leak, a day ahead expects +{:.0} MB ({})",
+                    (i - n) as f64 / 12.0,
+                    growth / 1e6,
+                    live.series.model_name()
+                );
+            }
+        }
+        assert!(live.series.regime_start().is_some_and(|t| t >= t0 + n as i64 * step - 3600));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use augurs_core::Fit as _;
 use augurs_mstl::MSTLModel;
 
 use super::ets::{Ets, FittedEts, replay_states};
+use super::linear::{FittedLinear, Linear};
 use super::{FittedModel, Forecaster, check_input};
 use crate::{Error, Result};
 
@@ -68,6 +69,92 @@ impl FittedMstl {
             .enumerate()
             .map(|(j, v)| v - self.seasonal_at(j))
             .collect()
+    }
+}
+
+impl Mstl {
+    /// The seasons of `y` before its last `regime` points, with a line
+    /// fitted on its last `window` of them, deseasonalised, as the trend: a
+    /// growth or a leak that began recently on a series with a calendar
+    /// rhythm, extrapolated at its own pace without the rhythm bending the
+    /// line. The seasons are learned before the regime so that its trend
+    /// does not leak into them. The window is the model's training data
+    /// (its replay and calibration start there).
+    pub fn fit_with_recent_line(
+        &self,
+        y: &[f64],
+        regime: usize,
+        window: usize,
+    ) -> Result<FittedSeasonalLine> {
+        let regime = regime.min(y.len());
+        let window = window.clamp(2, regime.max(2)).min(y.len());
+        let seasons = self.fit(&y[..y.len() - regime])?;
+        let start = y.len() - window;
+        let d: Vec<f64> = y[start..]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - seasons.seasonal_at(start + i))
+            .collect();
+        let line = Linear::default().fit(&d)?;
+        Ok(FittedSeasonalLine {
+            seasons,
+            offset: start,
+            n: d.len(),
+            line,
+        })
+    }
+}
+
+/// MSTL's seasons plus a line fitted on a recent window of the
+/// deseasonalised series (see [`Mstl::fit_with_recent_line`]). A line does
+/// not update online: it is refitted.
+#[derive(Debug, Clone)]
+pub struct FittedSeasonalLine {
+    /// The seasons, learned on the points before the window.
+    seasons: FittedMstl,
+    /// Points before the window.
+    offset: usize,
+    /// Points in the window.
+    n: usize,
+    line: FittedLinear,
+}
+
+impl FittedModel for FittedSeasonalLine {
+    fn name(&self) -> &'static str {
+        "mstl+linear"
+    }
+
+    fn predict(&self, horizon: usize) -> Vec<f64> {
+        let at = self.offset + self.n;
+        self.line
+            .predict(horizon)
+            .into_iter()
+            .enumerate()
+            .map(|(k, t)| t + self.seasons.seasonal_at(at + k))
+            .collect()
+    }
+
+    fn replay(&self, y: &[f64], origins: &[usize], horizons: &[usize]) -> Vec<f64> {
+        let d: Vec<f64> = y
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - self.seasons.seasonal_at(self.offset + i))
+            .collect();
+        let mut out = self.line.replay(&d, origins, horizons);
+        for (i, &o) in origins.iter().enumerate() {
+            for (j, &h) in horizons.iter().enumerate() {
+                out[i * horizons.len() + j] += self.seasons.seasonal_at(self.offset + o + h - 1);
+            }
+        }
+        out
+    }
+
+    fn min_origin(&self) -> usize {
+        self.line.min_origin()
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.seasons.size_bytes() + std::mem::size_of::<FittedLinear>()
     }
 }
 
@@ -199,6 +286,33 @@ mod tests {
             let t = truth[y.len() + k];
             assert!((v - t).abs() < 2e4, "step {k}: {v} vs {t}");
         }
+    }
+
+    #[test]
+    fn a_recent_line_follows_a_leak_on_a_daily_rhythm() {
+        // Eight days of a daily wave, the last 18 hours leaking 1e4 a step.
+        let p = 48;
+        let onset = 8 * p - p / 4;
+        let y: Vec<f64> = daily(8 * p, p)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| v + 1e4 * i.saturating_sub(onset) as f64)
+            .collect();
+        let m = Mstl::new(vec![p])
+            .unwrap()
+            .fit_with_recent_line(&y, y.len() - onset, y.len() - onset)
+            .unwrap();
+        let f = m.predict(p);
+        // A day on, the wave is back at its phase, 1e4 + 100 a step further along.
+        let expected = y[y.len() - 1] + (1e4 + 100.0) * p as f64;
+        assert!(
+            (f[p - 1] - expected).abs() < 0.1 * 1e4 * p as f64,
+            "{} vs {expected}",
+            f[p - 1]
+        );
+        // The seasons need two periods before the window.
+        let m = Mstl::new(vec![p]).unwrap();
+        assert!(m.fit_with_recent_line(&y, y.len() - p, 10).is_err());
     }
 
     #[test]
