@@ -856,7 +856,11 @@ mod tests {
                 );
             }
         }
-        assert!(live.series.regime_start().is_some_and(|t| t >= t0 + n as i64 * step - 3600));
+        assert!(
+            live.series
+                .regime_start()
+                .is_some_and(|t| t >= t0 + n as i64 * step - 3600)
+        );
     }
 
     #[test]

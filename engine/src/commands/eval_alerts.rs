@@ -187,6 +187,16 @@ pub fn eval_alerts(args: &EvalAlertsArgs) -> Result<SuiteResult> {
 /// Replays `config`'s rules over `scenario`.
 pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<ScenarioResult> {
     let source = Arc::new(MemorySource::new(scenario.series.clone(), scenario.end));
+    // The static alerts first: one the in-memory source cannot evaluate
+    // fails the scenario before minutes of replay, not after.
+    let static_ats = scenario
+        .incidents
+        .iter()
+        .map(|truth| match &truth.static_expr {
+            Some(expr) => static_fire(&source, expr, truth, scenario),
+            None => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let scratch = std::env::temp_dir().join(format!(
         "prognos-eval-alerts-{}-{}",
         std::process::id(),
@@ -249,11 +259,7 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
     transitions.sort_by(|a, b| (a.at, &a.alert).cmp(&(b.at, &b.alert)));
 
     let mut incidents = Vec::new();
-    for truth in &scenario.incidents {
-        let static_at = match &truth.static_expr {
-            Some(expr) => static_fire(&source, expr, truth, scenario)?,
-            None => None,
-        };
+    for (truth, static_at) in scenario.incidents.iter().zip(static_ats) {
         incidents.push(judge(scenario, truth, static_at, &transitions));
     }
     let false_alerts = transitions
@@ -611,6 +617,20 @@ mod tests {
         let expr = truth.static_expr.clone().expect("a static alert");
         let at = static_fire(&source, &expr, truth, &scenario).expect("evaluated");
         assert_eq!(at, Some(late + 300));
+    }
+
+    #[test]
+    fn a_static_alert_the_source_cannot_evaluate_fails_the_scenario_by_name() {
+        let config = load_config(&repo().join("prognos.yml")).expect("the shipped config");
+        let mut scenario = stalled_consumer();
+        scenario.incidents[0].static_expr =
+            Some("histogram_quantile(0.9, rabbitmq_queue_messages_ready) > 1".into());
+        let err = replay(&config, &scenario).expect_err("refused");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("static alert of consumer_stall in stall"),
+            "{msg}"
+        );
     }
 
     #[test]
