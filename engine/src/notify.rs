@@ -18,6 +18,9 @@ use crate::scheduler::Engine;
 
 type Loops = (watch::Sender<bool>, Vec<JoinHandle<()>>);
 
+/// How long stopping the notifier waits for a delivery under way.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The sink of `prognos run`: logs every transition and, when notifications
 /// are configured, hands it to the notifier in force.
 pub struct NotifySink {
@@ -48,8 +51,9 @@ impl NotifySink {
     }
 
     /// Builds a notifier for `config` (None: notifications off) and puts it
-    /// in force; on error the running one stays. Must run inside tokio.
-    pub fn apply(&self, config: Option<NotifierConfig>) -> Result<()> {
+    /// in force once the old one's loops have stopped (see
+    /// [`NotifySink::stop`]); on error the running one stays.
+    pub async fn apply(&self, config: Option<NotifierConfig>) -> Result<()> {
         let new = match config {
             Some(c) => Some(
                 Notifier::open(c, self.store.clone(), self.metrics.clone())
@@ -57,7 +61,7 @@ impl NotifySink {
             ),
             None => None,
         };
-        self.stop();
+        self.stop().await;
         if let Some(n) = &new {
             let (tx, rx) = watch::channel(false);
             *self.loops.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, n.spawn(rx)));
@@ -66,11 +70,23 @@ impl NotifySink {
         Ok(())
     }
 
-    /// Stops the loops of the notifier in force (outbox entries stay stored).
-    pub fn stop(&self) {
-        if let Some((tx, handles)) = self.loops.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = tx.send(true);
-            for h in handles {
+    /// Stops the loops of the notifier in force (outbox entries stay
+    /// stored). A delivery under way finishes first, so a reload neither cuts
+    /// a send off nor sends it again from the new notifier's loops. Only a
+    /// send still hanging after [`STOP_GRACE`] is cut off; its entry stays in
+    /// the outbox and is sent again, with the same idempotency key.
+    pub async fn stop(&self) {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some((tx, handles)) = loops else {
+            return;
+        };
+        let _ = tx.send(true);
+        for mut h in handles {
+            if tokio::time::timeout(STOP_GRACE, &mut h).await.is_err() {
+                tracing::warn!(
+                    grace_secs = STOP_GRACE.as_secs(),
+                    "A delivery was still under way when the notifier stopped; it is cut off and will be sent again."
+                );
                 h.abort();
             }
         }

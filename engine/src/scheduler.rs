@@ -514,7 +514,12 @@ impl Engine {
                     .zip(part_specs)
                     .map(|((k, s), spec)| {
                         let t = Instant::now();
-                        let r = ModelledSeries::fit(s.labels, &s.samples, &spec, now);
+                        // A panic in one series' fit is that series' error:
+                        // the others of its chunk are still fitted.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            ModelledSeries::fit(s.labels, &s.samples, &spec, now)
+                        }))
+                        .map_err(|p| panic_message(p.as_ref()));
                         metrics
                             .fit_duration
                             .get_or_create(&one("rule", &rule_id))
@@ -526,14 +531,36 @@ impl Engine {
         }
         let mut fitted = Vec::new();
         for j in jobs {
-            fitted.extend(j.await.unwrap_or_default());
+            match j.await {
+                Ok(part) => fitted.extend(part),
+                Err(e) => {
+                    tracing::error!(rule = %rt.id, error = %e, "A fitting task failed; its series keep their previous models.");
+                    self.metrics
+                        .errors
+                        .get_or_create(&vec![
+                            ("rule".into(), rt.id.clone()),
+                            ("kind".into(), "fit_panic".into()),
+                        ])
+                        .inc();
+                }
+            }
         }
         for (k, r) in fitted {
             match r {
-                Ok(m) => {
+                Ok(Ok(m)) => {
                     rt.series.insert(k, m);
                 }
-                Err(e) => {
+                Err(panic) => {
+                    tracing::error!(rule = %rt.id, series = %k, panic = %panic, "Fitting this series panicked; it keeps its previous model, if any. Please report it.");
+                    self.metrics
+                        .errors
+                        .get_or_create(&vec![
+                            ("rule".into(), rt.id.clone()),
+                            ("kind".into(), "fit_panic".into()),
+                        ])
+                        .inc();
+                }
+                Ok(Err(e)) => {
                     tracing::debug!(rule = %rt.id, series = %k, error = %e, "Not enough history to model yet.");
                     self.metrics
                         .errors
@@ -805,9 +832,26 @@ fn lookahead(c: &Condition) -> Option<Duration> {
     }
 }
 
+/// The message of a caught panic, when it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caught_panic_keeps_its_message() {
+        let formatted = std::panic::catch_unwind(|| panic!("fit failed at {}", 7)).unwrap_err();
+        assert_eq!(panic_message(formatted.as_ref()), "fit failed at 7");
+        let plain = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(plain.as_ref()), "plain");
+    }
 
     #[test]
     fn shards_partition_the_series() {

@@ -59,7 +59,7 @@ fn webhook_notifications(url: &str) -> String {
 }
 
 /// An engine with the notifiers, as `prognos run` builds it, in this process.
-fn engine_with_notifier(config: &Path) -> (Engine, Arc<NotifySink>) {
+async fn engine_with_notifier(config: &Path) -> (Engine, Arc<NotifySink>) {
     let cfg = load_config(config).unwrap();
     let client = client_for(&cfg).unwrap();
     std::fs::create_dir_all(&cfg.state_dir).unwrap();
@@ -67,8 +67,8 @@ fn engine_with_notifier(config: &Path) -> (Engine, Arc<NotifySink>) {
     let metrics = Arc::new(NotifierMetrics::default());
     let sink =
         Arc::new(NotifySink::open(&cfg.state_dir.join("notify.redb"), metrics.clone()).unwrap());
-    sink.apply(cfg.notifications.clone()).unwrap();
     let m = metrics.clone();
+    sink.apply(cfg.notifications.clone()).await.unwrap();
     let engine = Engine::new(
         cfg,
         Shard { index: 0, count: 1 },
@@ -213,7 +213,7 @@ async fn a_receiver_down_for_a_while_gets_everything_when_it_returns() {
         free_port(),
         &webhook_notifications(&url),
     );
-    let (engine, sink) = engine_with_notifier(&config);
+    let (engine, sink) = engine_with_notifier(&config).await;
     engine.evaluate_all(now).await;
     let notifier = sink.current().unwrap();
     // Failed attempts pile up while the receiver is down.
@@ -244,7 +244,7 @@ async fn a_receiver_down_for_a_while_gets_everything_when_it_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(notifier.outbox().unwrap().is_empty());
-    sink.stop();
+    sink.stop().await;
 }
 
 #[path = "../../notifiers/tests/support/alertmanager.rs"]
@@ -332,7 +332,7 @@ async fn one_alert_reaches_telegram_email_webhook_and_alertmanager() {
         am_url = am.url,
     );
     let config = write_config(dir.path(), &prom.url, free_port(), &notifications);
-    let (engine, sink) = engine_with_notifier(&config);
+    let (engine, sink) = engine_with_notifier(&config).await;
     engine.evaluate_all(now).await;
 
     // Telegram: the message, then the chart.
@@ -415,7 +415,7 @@ async fn one_alert_reaches_telegram_email_webhook_and_alertmanager() {
         );
         assert!(text.contains(&line), "missing {line} in\n{text}");
     }
-    sink.stop();
+    sink.stop().await;
 }
 
 fn remediation_config(tg: &TelegramPeer, hook: &str, remediate: &str) -> String {
@@ -481,7 +481,7 @@ async fn remediation_runs_only_after_an_allowlisted_approval() {
         free_port(),
         &remediation_config(&tg, &hook.url, &remediate),
     );
-    let (engine, sink) = engine_with_notifier(&config);
+    let (engine, sink) = engine_with_notifier(&config).await;
     engine.evaluate_all(now).await;
     let notifier = sink.current().unwrap();
 
@@ -564,7 +564,7 @@ async fn remediation_runs_only_after_an_allowlisted_approval() {
         "{text}"
     );
     assert_eq!(calls.lock().unwrap().len(), 1);
-    sink.stop();
+    sink.stop().await;
 }
 
 /// A silence made over the API (with the admin token) keeps the alert from
@@ -585,7 +585,7 @@ async fn silences_from_the_api_and_telegram() {
         .unwrap()
         .to_string();
     let config = write_config(dir.path(), &prom.url, free_port(), &notifications);
-    let (engine, sink) = engine_with_notifier(&config);
+    let (engine, sink) = engine_with_notifier(&config).await;
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
     let state = Arc::new(prognos::server::ServerState {
         engine: tokio::sync::RwLock::new(Arc::new(engine)),
@@ -652,5 +652,62 @@ async fn silences_from_the_api_and_telegram() {
     assert_eq!(got.len(), 1, "notified once the silence ended");
     let listed: serde_json::Value = http.get(&api).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["data"][0]["id"], id.as_str());
-    sink.stop();
+    sink.stop().await;
+}
+
+/// A reload while a webhook send is under way lets that send finish: the
+/// receiver gets the notification once, not once from the old notifier's
+/// cut-off send and again from the new notifier's outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_send_does_not_send_it_twice() {
+    use prognos::alert::AlertSink as _;
+    use prognos_notifiers::alert::AlertInfo;
+    use prognos_notifiers::payload::Status;
+
+    let hook = WebhookReceiver::start().await;
+    hook.hold(Some(Duration::from_secs(2)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        free_port(),
+        &webhook_notifications(&hook.url),
+    );
+    let cfg = load_config(&config).unwrap();
+    std::fs::create_dir_all(&cfg.state_dir).unwrap();
+    let sink = NotifySink::open(
+        &cfg.state_dir.join("notify.redb"),
+        Arc::new(NotifierMetrics::default()),
+    )
+    .unwrap();
+    sink.apply(cfg.notifications.clone()).await.unwrap();
+    let labels = [("alertname", "ShopDiskFullSoon"), ("service", "shop-db")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    sink.send(&[AlertInfo {
+        rule: "storage/ShopDiskFullSoon".into(),
+        labels,
+        annotations: Default::default(),
+        status: Status::Firing,
+        starts_at: now_secs(),
+        ends_at: None,
+        value: 1.0,
+        generator_url: "http://127.0.0.1/api/v1/alerts".into(),
+        explanation: None,
+    }]);
+    assert_eq!(hook.wait_for(1, 60).await.len(), 1, "never sent");
+
+    // The receiver holds its answer: reload now, with the same settings.
+    sink.apply(cfg.notifications.clone()).await.unwrap();
+    let n = sink.current().expect("a notifier in force");
+    eventually(60, || n.outbox().ok().filter(Vec::is_empty))
+        .await
+        .expect("the outbox empties");
+    assert_eq!(
+        hook.received().len(),
+        1,
+        "the send under way at the reload was repeated"
+    );
+    sink.stop().await;
 }

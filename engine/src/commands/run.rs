@@ -178,7 +178,7 @@ async fn serve(
     let notifications = config.notifications.clone();
     let engine = Arc::new(lasting.engine(config)?);
     if !once {
-        notify.apply(notifications)?;
+        notify.apply(notifications).await?;
         notify.resync(&engine).await;
     }
     if once {
@@ -239,7 +239,7 @@ async fn serve(
     for g in groups {
         let _ = g.await;
     }
-    notify.stop();
+    notify.stop().await;
     let _ = server.await;
     tracing::info!("prognos stopped.");
     Ok(())
@@ -259,6 +259,7 @@ async fn reload(
     lasting
         .notify
         .apply(notifications)
+        .await
         .map_err(|e| format!("{e:#}"))?;
     // Stop the old loops before taking their state over.
     let _ = stop_groups.send(true);
