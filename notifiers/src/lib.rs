@@ -15,6 +15,7 @@ pub mod channel;
 pub mod chart;
 pub mod command;
 pub mod config;
+pub mod database;
 pub mod delivery;
 pub mod matcher;
 pub mod message;

@@ -17,6 +17,7 @@
 
 use std::path::Path;
 
+use crate::database::open_database;
 use redb::{
     Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
     TableDefinition,
@@ -105,7 +106,7 @@ impl NotifyStore {
     /// Opens (or creates) the store at `path`, creating its tables.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let p = path.display().to_string();
-        let db = Database::create(path).map_err(|e| StoreError::Db {
+        let (db, _) = open_database(path).map_err(|e| StoreError::Db {
             path: p.clone(),
             message: e.to_string(),
         })?;

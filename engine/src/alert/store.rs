@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use prognos_notifiers::database::open_database;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 use super::state::RuleAlerts;
@@ -46,7 +47,7 @@ impl AlertStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let p = path.display().to_string();
-        let db = Database::create(path).map_err(|e| StoreError::Db {
+        let (db, _) = open_database(path).map_err(|e| StoreError::Db {
             path: p.clone(),
             message: e.to_string(),
         })?;
