@@ -552,14 +552,25 @@ async fn remediation_runs_only_after_an_allowlisted_approval() {
             .await
             .is_some_and(|m| m.text.unwrap().contains("Approved"))
     );
+    // A second press of each, after the call: refused again, and already
+    // decided. Each remediation state is counted once, when it is reached.
+    tg.push_callback(999, Some("mallory"), &approve);
+    tg.push_callback(111, Some("alice"), &approve);
+    eventually(30, || {
+        (sent(&tg, "answerCallbackQuery").len() >= 4).then_some(())
+    })
+    .await
+    .expect("every press is answered");
     let text = engine.metrics.encode();
-    assert!(
-        text.contains("prognos_remediations_total{action=\"grow-volume\",status=\"sent\"} 1"),
-        "{text}"
-    );
+    for (status, n) in [("awaiting_approval", 1), ("sent", 1)] {
+        let line = format!(
+            "prognos_remediations_total{{action=\"grow-volume\",status=\"{status}\"}} {n}\n"
+        );
+        assert!(text.contains(&line), "{line}in:\n{text}");
+    }
     assert!(
         text.contains(
-            "prognos_approval_refusals_total{action=\"grow-volume\",reason=\"not_allowed\"} 1"
+            "prognos_approval_refusals_total{action=\"grow-volume\",reason=\"not_allowed\"} 2"
         ),
         "{text}"
     );

@@ -102,6 +102,7 @@ impl Notifier {
         let Some(action) = rem.actions.iter().find(|a| a.name == record.action) else {
             return format!("Action {} is no longer configured.", record.action);
         };
+        let before = record.status;
         let (answer, edit, entries, message_id, states) = {
             let mut st = self.state();
             let outcome = remediation::decide(
@@ -184,7 +185,7 @@ impl Notifier {
             ];
             (answer, edit, entries, message_id, states)
         };
-        self.count_remediation(&record);
+        self.count_remediation(&record, Some(before));
         if let Err(e) = inner.store.put_audit(&record) {
             self.store_error("writing the audit log", &e);
         }
@@ -214,9 +215,10 @@ impl Notifier {
         };
         for (id, p) in due {
             if let Ok(Some(mut r)) = self.inner.store.get_audit(&id)
+                && let before = r.status
                 && remediation::expire(&mut r, p.expires_at, now)
             {
-                self.count_remediation(&r);
+                self.count_remediation(&r, Some(before));
                 if let Err(e) = self.inner.store.put_audit(&r) {
                     self.store_error("writing the audit log", &e);
                 }

@@ -192,6 +192,7 @@ impl Notifier {
                 return;
             }
         };
+        let before = r.status;
         match outcome {
             Ok(status) => {
                 r.status = remediation::AuditStatus::Sent;
@@ -203,7 +204,7 @@ impl Notifier {
             }
         }
         r.finished_at = Some(now);
-        self.count_remediation(&r);
+        self.count_remediation(&r, Some(before));
         if let Err(err) = store.put_audit(&r) {
             self.store_error("writing the audit log", &err);
         }

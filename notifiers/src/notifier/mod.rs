@@ -44,7 +44,7 @@ use crate::config::{NotifierConfig, Target};
 use crate::delivery::SendError;
 use crate::matcher::Matcher;
 use crate::message::render;
-use crate::remediation::{self, AuditRecord, Decision, Governor, Refusal};
+use crate::remediation::{self, AuditRecord, AuditStatus, Decision, Governor, Refusal};
 use crate::retry::RetryAction;
 use crate::route::{Dispatcher, GroupView};
 use crate::silence::{Silence, Silences};
@@ -427,7 +427,7 @@ impl Notifier {
             }
         }
         for r in &records {
-            self.count_remediation(r);
+            self.count_remediation(r, None);
             if let Err(e) = inner.store.put_audit(r) {
                 self.store_error("writing the audit log", &e);
             }
@@ -448,7 +448,13 @@ impl Notifier {
         inner.wake_deliver.notify_one();
     }
 
-    fn count_remediation(&self, r: &AuditRecord) {
+    /// Counts `r` under its status if it just reached it: `before` is its
+    /// status before this decision (`None` for a new record), so a refused
+    /// press, a second press or a repeated delivery counts nothing.
+    fn count_remediation(&self, r: &AuditRecord, before: Option<AuditStatus>) {
+        if before == Some(r.status) {
+            return;
+        }
         let status = serde_json::to_value(r.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
