@@ -93,7 +93,12 @@ pub struct RemediationConfig {
     pub dry_run: bool,
     /// The actions and the alerts they are bound to.
     pub actions: Vec<Action>,
+    /// Finished records older than this many seconds leave the audit log.
+    pub audit_retention_secs: i64,
 }
+
+/// How long finished remediation records stay in the audit log by default.
+pub const AUDIT_RETENTION_SECS: i64 = 90 * 86_400;
 
 #[cfg(test)]
 mod tests {
@@ -107,6 +112,7 @@ mod tests {
             per_secs: 60,
             dry_run: false,
             actions: Vec::new(),
+            audit_retention_secs: AUDIT_RETENTION_SECS,
         };
         let s = format!("{c:?}");
         assert!(!s.contains("CANARY"), "{s}");

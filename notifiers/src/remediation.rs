@@ -519,6 +519,14 @@ pub enum AuditStatus {
     SkippedRateLimit,
 }
 
+impl AuditStatus {
+    /// Whether nothing more will happen to the remediation: not waiting
+    /// for an approver, nor for its call.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::AwaitingApproval | Self::Approved)
+    }
+}
+
 /// The audit trail of one remediation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {

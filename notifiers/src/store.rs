@@ -392,6 +392,39 @@ impl NotifyStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Forgets the audit records requested before `before` that have
+    /// reached a final status (one awaiting approval, or approved with its
+    /// call still queued, stays). Returns how many were forgotten.
+    pub fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut n = 0;
+        {
+            let mut audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+            let mut time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
+            let old: Vec<(i64, String)> = time
+                .range(..(before, ""))
+                .map_err(|e| self.err(e))?
+                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            for (at, id) in old {
+                let finished = match audit.get(id.as_str()).map_err(|e| self.err(e))? {
+                    Some(v) => self
+                        .decode::<AuditRecord>("audit", &id, v.value().1)
+                        .map_or(true, |r| r.status.is_final()),
+                    None => true,
+                };
+                if finished {
+                    audit.remove(id.as_str()).map_err(|e| self.err(e))?;
+                    time.remove((at, id.as_str())).map_err(|e| self.err(e))?;
+                    n += 1;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
     /// One audit record by id.
     pub fn get_audit(&self, id: &str) -> Result<Option<AuditRecord>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -632,6 +665,27 @@ mod tests {
         assert_eq!(s.audit(2).unwrap().len(), 2);
         assert_eq!(s.get_audit("a").unwrap(), Some(a));
         assert_eq!(s.get_audit("zz").unwrap(), None);
+    }
+
+    #[test]
+    fn old_final_audit_records_are_pruned_and_open_ones_kept() {
+        let (_dir, _path, s) = open();
+        let with = |id: &str, at: i64, status: AuditStatus| {
+            let mut r = record(id, at);
+            r.status = status;
+            s.put_audit(&r).unwrap();
+        };
+        with("old-sent", 100, AuditStatus::Sent);
+        with("old-rejected", 110, AuditStatus::Rejected);
+        with("old-waiting", 120, AuditStatus::AwaitingApproval);
+        with("old-queued", 130, AuditStatus::Approved);
+        with("new-sent", 500, AuditStatus::Sent);
+        assert_eq!(s.prune_audit(200).unwrap(), 2);
+        let mut ids: Vec<String> = s.audit(10).unwrap().into_iter().map(|r| r.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["new-sent", "old-queued", "old-waiting"]);
+        assert_eq!(s.get_audit("old-sent").unwrap(), None);
+        assert_eq!(s.prune_audit(200).unwrap(), 0, "nothing more to forget");
     }
 
     #[test]

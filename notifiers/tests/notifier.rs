@@ -175,6 +175,7 @@ fn with_remediation(mut c: NotifierConfig, tg: &TelegramPeer, a: Action) -> Noti
         per_secs: 3600,
         dry_run: false,
         actions: vec![a],
+        audit_retention_secs: prognos_notifiers::config::AUDIT_RETENTION_SECS,
     });
     c
 }

@@ -246,6 +246,11 @@ impl Notifier {
                     if let Err(e) = me.inner.store.prune(now - DEDUP_RETENTION_SECS) {
                         me.store_error("pruning delivered ids", &e);
                     }
+                    if let Some(r) = &me.inner.config.remediation
+                        && let Err(e) = me.inner.store.prune_audit(now - r.audit_retention_secs)
+                    {
+                        me.store_error("pruning the audit log", &e);
+                    }
                 }
                 let next = me.inner.store.next_due().ok().flatten();
                 let wait = next

@@ -198,6 +198,8 @@ pub struct RawRemediation {
     /// Record what would be called; call nothing. Default false.
     #[serde(default)]
     pub dry_run: bool,
+    /// How long finished records stay in the audit log. Default `90d`.
+    pub audit_retention: Option<Text>,
     /// The actions.
     #[serde(default)]
     pub actions: Vec<RawAction>,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use prognos_notifiers::config::RemediationConfig;
+use prognos_notifiers::config::{AUDIT_RETENTION_SECS, RemediationConfig};
 use prognos_notifiers::remediation::{Action, ApprovalPolicy, check_template};
 
 use super::super::validate::Report;
@@ -41,6 +41,13 @@ pub(super) fn remediation(
             ),
         ),
     };
+    let retention = report.duration(
+        r.audit_retention.as_ref(),
+        Duration::from_secs(AUDIT_RETENTION_SECS as u64),
+        "remediation.audit_retention",
+        "",
+        "remediation.audit_retention",
+    );
     let mut actions = Vec::new();
     let mut names = BTreeSet::new();
     for (i, a) in r.actions.iter().enumerate() {
@@ -159,6 +166,7 @@ pub(super) fn remediation(
         per_secs: secs(per?).max(1),
         dry_run: r.dry_run,
         actions,
+        audit_retention_secs: secs(retention?).max(1),
     })
 }
 
