@@ -66,6 +66,8 @@ pub struct Metrics {
     pub alerts: Family<LabelPairs, Gauge>,
     /// Evaluation slots missed because the previous evaluation ran late, by group.
     pub missed_evaluations: Family<LabelPairs, Counter>,
+    /// The (rule, kind) pairs `errors` holds, so a removed rule's are found.
+    error_kinds: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 fn histogram() -> Histogram {
@@ -197,6 +199,7 @@ impl Metrics {
             series_limit_dropped,
             alerts,
             missed_evaluations,
+            error_kinds: Default::default(),
         }
     }
 
@@ -206,6 +209,40 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// Counts an error of `rule`, of `kind`.
+    pub fn count_error(&self, rule: &str, kind: &str) {
+        self.errors
+            .get_or_create(&vec![
+                ("rule".into(), rule.to_string()),
+                ("kind".into(), kind.to_string()),
+            ])
+            .inc();
+        self.error_kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((rule.to_string(), kind.to_string()));
+    }
+
+    /// Removes every health metric of a rule that went away: its series
+    /// count, query and fit durations, errors, limit drops and alert counts.
+    pub fn forget_rule(&self, rule: &str) {
+        let by_rule = vec![("rule".to_string(), rule.to_string())];
+        self.series_modelled.remove(&by_rule);
+        self.query_duration.remove(&by_rule);
+        self.fit_duration.remove(&by_rule);
+        self.series_limit_dropped.remove(&by_rule);
+        for state in ["pending", "firing"] {
+            self.alerts.remove(&with_label(&by_rule, "state", state));
+        }
+        let mut kinds = self.error_kinds.lock().unwrap_or_else(|e| e.into_inner());
+        kinds.retain(|(r, kind)| {
+            if r == rule {
+                self.errors.remove(&with_label(&by_rule, "kind", kind));
+            }
+            r != rule
+        });
     }
 
     /// Removes every prediction metric of one series (it vanished or its rule went away).
@@ -304,6 +341,44 @@ mod tests {
         m.forget_series(&labels, &["1h".to_string()]);
         let text = m.encode();
         assert!(!text.contains("shop"), "{text}");
+    }
+
+    #[test]
+    fn a_removed_rule_leaves_no_health_metric_behind() {
+        let m = Metrics::new();
+        for rule in ["g/A", "g/B"] {
+            m.series_modelled.get_or_create(&one("rule", rule)).set(3);
+            m.query_duration
+                .get_or_create(&one("rule", rule))
+                .observe(0.1);
+            m.fit_duration
+                .get_or_create(&one("rule", rule))
+                .observe(0.1);
+            m.series_limit_dropped
+                .get_or_create(&one("rule", rule))
+                .inc();
+            m.alerts
+                .get_or_create(&with_label(&one("rule", rule), "state", "firing"))
+                .set(1);
+            m.count_error(rule, "timeout");
+            m.count_error(rule, "fit");
+        }
+        m.forget_rule("g/A");
+        let text = m.encode();
+        assert!(!text.contains("rule=\"g/A\""), "{text}");
+        for family in [
+            "prognos_series_modelled",
+            "prognos_query_duration_seconds_count",
+            "prognos_fit_duration_seconds_count",
+            "prognos_errors_total",
+            "prognos_alerts",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains("rule=\"g/B\"")),
+                "{family} of g/B kept:\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -206,13 +206,7 @@ impl Engine {
                     .forget_series(&series_labels(&o.id, &s.labels), &horizons);
             }
             if !kept.contains(&o.id) {
-                self.metrics.series_modelled.remove(&one("rule", &o.id));
-                for state in ["pending", "firing"] {
-                    self.metrics.alerts.remove(&vec![
-                        ("rule".into(), o.id.clone()),
-                        ("state".into(), state.into()),
-                    ]);
-                }
+                self.metrics.forget_rule(&o.id);
                 gone.push(o.id.clone());
             }
         }
@@ -269,13 +263,7 @@ impl Engine {
                 if rt.last_error.as_deref() != Some(message.as_str()) {
                     tracing::warn!(rule = %rt.id, kind = e.kind(), error = %message, "Evaluation failed; will retry next interval.");
                 }
-                self.metrics
-                    .errors
-                    .get_or_create(&vec![
-                        ("rule".into(), rt.id.clone()),
-                        ("kind".into(), e.kind().into()),
-                    ])
-                    .inc();
+                self.metrics.count_error(&rt.id, e.kind());
                 rt.health = Health::Err;
                 rt.last_error = Some(message);
             }
@@ -535,13 +523,7 @@ impl Engine {
                 Ok(part) => fitted.extend(part),
                 Err(e) => {
                     tracing::error!(rule = %rt.id, error = %e, "A fitting task failed; its series keep their previous models.");
-                    self.metrics
-                        .errors
-                        .get_or_create(&vec![
-                            ("rule".into(), rt.id.clone()),
-                            ("kind".into(), "fit_panic".into()),
-                        ])
-                        .inc();
+                    self.metrics.count_error(&rt.id, "fit_panic");
                 }
             }
         }
@@ -552,23 +534,11 @@ impl Engine {
                 }
                 Err(panic) => {
                     tracing::error!(rule = %rt.id, series = %k, panic = %panic, "Fitting this series panicked; it keeps its previous model, if any. Please report it.");
-                    self.metrics
-                        .errors
-                        .get_or_create(&vec![
-                            ("rule".into(), rt.id.clone()),
-                            ("kind".into(), "fit_panic".into()),
-                        ])
-                        .inc();
+                    self.metrics.count_error(&rt.id, "fit_panic");
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(rule = %rt.id, series = %k, error = %e, "Not enough history to model yet.");
-                    self.metrics
-                        .errors
-                        .get_or_create(&vec![
-                            ("rule".into(), rt.id.clone()),
-                            ("kind".into(), "fit".into()),
-                        ])
-                        .inc();
+                    self.metrics.count_error(&rt.id, "fit");
                 }
             }
         }
@@ -660,13 +630,7 @@ impl Engine {
         // Persist before announcing: a crash between the two re-announces nothing.
         if let Err(e) = self.store.save(&[(rt.id.as_str(), &rt.alerts)]) {
             tracing::error!(rule = %rt.id, error = %e, "Could not save alert state; events held back.");
-            self.metrics
-                .errors
-                .get_or_create(&vec![
-                    ("rule".into(), rt.id.clone()),
-                    ("kind".into(), "store".into()),
-                ])
-                .inc();
+            self.metrics.count_error(&rt.id, "store");
             return Vec::new();
         }
         events
