@@ -97,6 +97,9 @@ pub struct Engine {
     sink: Arc<dyn AlertSink>,
     /// Every rule's runtime state.
     pub rules: Vec<Arc<Mutex<RuleRuntime>>>,
+    /// Saved alert state of rules the configuration no longer has, until
+    /// [`Engine::resolve_removed_rules`] resolves it.
+    removed: std::sync::Mutex<Vec<(String, RuleAlerts)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -165,14 +168,50 @@ impl Engine {
             store,
             sink,
             rules,
+            removed: std::sync::Mutex::new(saved.into_iter().collect()),
         })
+    }
+
+    /// Resolves the alerts that rules removed from the configuration while
+    /// prognos was stopped left firing: each is announced as resolved once,
+    /// then their saved state is forgotten. Call once the sink is ready.
+    pub fn resolve_removed_rules(&self, now: i64) {
+        let removed = std::mem::take(&mut *self.removed.lock().unwrap_or_else(|e| e.into_inner()));
+        self.resolve_gone(removed, now);
+    }
+
+    /// Announces the firing alerts of rules that are gone as resolved, then
+    /// forgets the rules' saved state (in that order: a crash between the
+    /// two announces them again rather than never).
+    fn resolve_gone(&self, gone: Vec<(String, RuleAlerts)>, now: i64) {
+        if gone.is_empty() {
+            return;
+        }
+        let url = format!("{}/api/v1/alerts", self.config.external_url);
+        let mut infos = Vec::new();
+        for (id, mut alerts) in gone.iter().cloned() {
+            for e in alerts.resolve_all(now) {
+                infos.push(alert_info(&id, &e, url.clone()));
+            }
+        }
+        if !infos.is_empty() {
+            tracing::info!(
+                alerts = infos.len(),
+                "Resolving the alerts of removed rules."
+            );
+            self.sink.send(&infos);
+        }
+        let ids: Vec<&str> = gone.iter().map(|(id, _)| id.as_str()).collect();
+        if let Err(e) = self.store.remove(&ids) {
+            tracing::warn!(error = %e, "Could not forget the state of removed rules.");
+        }
     }
 
     /// After a reload: takes over the modelled series of every rule whose
     /// definition did not change (where it sits in its file aside), so they
     /// are not refitted; forgets the store entries and exported series of
     /// rules that are gone.
-    pub async fn carry_over(&self, old: &Engine) {
+    pub async fn carry_over(&self, old: &Engine, now: i64) {
         let same = |a: &Rule, b: &Rule| {
             let (mut a, mut b) = (a.clone(), b.clone());
             a.line = 0;
@@ -198,7 +237,7 @@ impl Engine {
         }
         let mut gone = Vec::new();
         for o in &old.rules {
-            let o = o.lock().await;
+            let mut o = o.lock().await;
             let horizons: Vec<String> = o.rule.horizons.iter().map(|&h| horizon_label(h)).collect();
             // Series not taken over (the rule changed or went away) stop being exported.
             for s in o.series.values() {
@@ -207,13 +246,18 @@ impl Engine {
             }
             if !kept.contains(&o.id) {
                 self.metrics.forget_rule(&o.id);
-                gone.push(o.id.clone());
+                gone.push((o.id.clone(), std::mem::take(&mut o.alerts)));
             }
         }
-        let gone_refs: Vec<&str> = gone.iter().map(String::as_str).collect();
-        if let Err(e) = self.store.remove(&gone_refs) {
-            tracing::warn!(error = %e, "Could not forget the state of removed rules.");
+        // What this engine loaded for rules it lacks: the old engine's state
+        // of the same rules is newer; the rest was never resolved.
+        let stale = std::mem::take(&mut *self.removed.lock().unwrap_or_else(|e| e.into_inner()));
+        for (id, alerts) in stale {
+            if !gone.iter().any(|(g, _)| *g == id) {
+                gone.push((id, alerts));
+            }
         }
+        self.resolve_gone(gone, now);
     }
 
     /// The recent history of one series of `rule` from Prometheus: the
@@ -808,6 +852,118 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keeps every alert sent.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<prognos_notifiers::alert::AlertInfo>>);
+
+    impl AlertSink for Recorder {
+        fn send(&self, alerts: &[prognos_notifiers::alert::AlertInfo]) {
+            self.0.lock().unwrap().extend_from_slice(alerts);
+        }
+    }
+
+    impl Recorder {
+        /// (alertname, status) of every alert sent, in order.
+        fn sent(&self) -> Vec<(String, String)> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|a| (a.name().to_string(), format!("{:?}", a.status)))
+                .collect()
+        }
+    }
+
+    /// A configuration in `dir` with one rule per name, each firing at once
+    /// on `queue_ready` (10, over a threshold of 5).
+    fn config_with(dir: &std::path::Path, names: &[&str]) -> Config {
+        let mut rules = String::from("groups:\n  - name: g\n    interval: 1m\n    rules:\n");
+        for n in names {
+            rules.push_str(&format!(
+                "      - alert: {n}\n        expr: queue_ready\n        history: 1h\n        step: 1m\n        model: naive\n        condition:\n          forecast: {{threshold: 5, direction: above, within: 5m}}\n        for: 0s\n"
+            ));
+        }
+        std::fs::write(dir.join("rules.yml"), rules).unwrap();
+        let main = dir.join("prognos.yml");
+        std::fs::write(
+            &main,
+            "global:\n  prometheus:\n    url: http://127.0.0.1:9\n  state_dir: .state\nrule_files: [rules.yml]\n",
+        )
+        .unwrap();
+        crate::config::load(&main).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn engine(config: Config, store: &Arc<AlertStore>, sink: &Arc<Recorder>, end: i64) -> Engine {
+        let labels: Labels = [("__name__", "queue_ready"), ("queue", "q")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let samples = (0..120).map(|k| (end - 7200 + 60 * k, 10.0)).collect();
+        let source = crate::source::memory::MemorySource::new(vec![(labels, samples)], end);
+        Engine::new(
+            config,
+            Shard::default(),
+            source,
+            store.clone(),
+            sink.clone(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_rule_removed_by_a_reload_or_while_stopped_resolves_its_alerts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = 1_800_000_000 / 60 * 60;
+        let firing = |n: &str| (n.to_string(), "Firing".to_string());
+        let resolved = |n: &str| (n.to_string(), "Resolved".to_string());
+
+        // A reload removes `Gone` while it fires.
+        let store = Arc::new(AlertStore::open(&dir.path().join("a.redb")).unwrap());
+        let sink = Arc::new(Recorder::default());
+        let old = engine(
+            config_with(dir.path(), &["Kept", "Gone"]),
+            &store,
+            &sink,
+            end,
+        );
+        old.evaluate_all(end).await;
+        assert_eq!(sink.sent(), [firing("Kept"), firing("Gone")]);
+        let new = engine(config_with(dir.path(), &["Kept"]), &store, &sink, end);
+        new.carry_over(&old, end + 60).await;
+        new.resolve_removed_rules(end + 60);
+        assert_eq!(
+            sink.sent()[2..],
+            [resolved("Gone")],
+            "resolved once, by the reload"
+        );
+        assert!(
+            store
+                .load_all()
+                .unwrap()
+                .iter()
+                .all(|(id, _)| id != "g/Gone")
+        );
+
+        // Removed while prognos was stopped: resolved once at the next start.
+        let store = Arc::new(AlertStore::open(&dir.path().join("b.redb")).unwrap());
+        let sink = Arc::new(Recorder::default());
+        engine(
+            config_with(dir.path(), &["Kept", "Gone"]),
+            &store,
+            &sink,
+            end,
+        )
+        .evaluate_all(end)
+        .await;
+        let restarted = engine(config_with(dir.path(), &["Kept"]), &store, &sink, end);
+        restarted.resolve_removed_rules(end + 60);
+        restarted.resolve_removed_rules(end + 120);
+        engine(config_with(dir.path(), &["Kept"]), &store, &sink, end)
+            .resolve_removed_rules(end + 180);
+        assert_eq!(sink.sent()[2..], [resolved("Gone")]);
+    }
 
     #[test]
     fn a_caught_panic_keeps_its_message() {

@@ -366,3 +366,56 @@ async fn a_huge_telegram_retry_after_is_bounded_by_the_give_up_age() {
     let e = n.outbox().unwrap().remove(0);
     assert_eq!(e.next_attempt_at, e.created_at + 601, "{e:?}");
 }
+
+/// At start the engine hands over what it has firing. An alert the groups
+/// hold as firing but the engine no longer has (its Resolved was lost in a
+/// crash) is resolved and told once, not repeated every repeat_interval;
+/// one the groups lack is grouped and told.
+#[tokio::test]
+async fn resync_resolves_what_no_longer_fires_and_adds_what_does() {
+    let tg = TelegramPeer::start().await;
+    let (n, _metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
+    let now = unix_now();
+    let gone = alert("ShopDbFullSoon", "shop-api");
+    n.ingest(std::slice::from_ref(&gone), now);
+    n.flush(now);
+    n.deliver_due(now).await;
+    assert_eq!(tg.messages().len(), 1);
+
+    let new = alert("MesQueueBacklog", "mes-api");
+    n.resync(std::slice::from_ref(&new), now + 10);
+    let firing: Vec<String> = n
+        .groups()
+        .iter()
+        .flat_map(|g| &g.alerts)
+        .filter(|a| a.status == prognos_notifiers::payload::Status::Firing)
+        .map(|a| a.name().to_string())
+        .collect();
+    assert_eq!(firing, ["MesQueueBacklog"]);
+    n.flush(now + 70);
+    n.deliver_due(now + 70).await;
+    let texts: Vec<String> = tg
+        .messages()
+        .into_iter()
+        .map(|m| m.text.unwrap_or_default())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("RESOLVED") || t.contains("Resolved")),
+        "{texts:?}"
+    );
+    // Hours later nothing about the resolved alert is repeated.
+    n.flush(now + 4 * 3600);
+    n.deliver_due(now + 4 * 3600).await;
+    let later: Vec<String> = tg
+        .messages()
+        .into_iter()
+        .map(|m| m.text.unwrap_or_default())
+        .collect();
+    assert!(
+        later[3..].iter().all(|t| !t.contains("ShopDbFullSoon")),
+        "{later:?}"
+    );
+}

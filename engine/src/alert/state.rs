@@ -216,6 +216,21 @@ impl RuleAlerts {
         }
         events
     }
+    /// Ends every alert because its rule is gone: the firing ones resolve
+    /// (returned, to be announced) and the pending ones are dropped.
+    pub fn resolve_all(&mut self, now: i64) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for a in self.alerts.values_mut() {
+            if a.status == AlertStatus::Firing {
+                a.status = AlertStatus::Resolved;
+                a.resolved_at = Some(now);
+                events.push(AlertEvent::Resolved(a.clone()));
+            }
+        }
+        self.alerts.retain(|_, a| a.status == AlertStatus::Resolved);
+        events
+    }
+
     /// The alerts that are pending or firing.
     pub fn active(&self) -> impl Iterator<Item = &Alert> {
         self.alerts

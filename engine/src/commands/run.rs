@@ -180,6 +180,7 @@ async fn serve(
     if !once {
         notify.apply(notifications).await?;
         notify.resync(&engine).await;
+        engine.resolve_removed_rules(unix_now());
     }
     if once {
         engine.evaluate_all(unix_now()).await;
@@ -267,7 +268,7 @@ async fn reload(
         let _ = g.await;
     }
     let old = state.engine.read().await.clone();
-    new.carry_over(&old).await;
+    new.carry_over(&old, unix_now()).await;
     let new = Arc::new(new);
     *state.engine.write().await = new.clone();
     (*stop_groups, *groups) = spawn_groups(new.clone());

@@ -44,6 +44,7 @@ use crate::config::{NotifierConfig, Target};
 use crate::delivery::SendError;
 use crate::matcher::Matcher;
 use crate::message::render;
+use crate::payload::Status;
 use crate::remediation::{self, AuditRecord, AuditStatus, Decision, Governor, Refusal};
 use crate::retry::RetryAction;
 use crate::route::{Dispatcher, GroupView};
@@ -292,9 +293,32 @@ impl Notifier {
     /// Alerts firing in the engine's saved state, handed over at start: those
     /// no group holds yet (a crash between the engine's save and the
     /// notifier's) are grouped and notified; known ones are left as they are.
+    /// Both ways: an alert the groups hold as firing that the engine no
+    /// longer has firing (its Resolved was lost in a crash) is resolved now,
+    /// rather than repeated every `repeat_interval` for ever.
     pub fn resync(&self, firing: &[AlertInfo], now: i64) {
-        let known: std::collections::HashSet<String> = self
-            .groups()
+        let groups = self.groups();
+        let firing_now: std::collections::HashSet<String> =
+            firing.iter().map(AlertInfo::fingerprint).collect();
+        let mut stale: Vec<AlertInfo> = groups
+            .iter()
+            .flat_map(|g| &g.alerts)
+            .filter(|a| a.status == Status::Firing && !firing_now.contains(&a.fingerprint()))
+            .map(|a| AlertInfo {
+                status: Status::Resolved,
+                ends_at: Some(now),
+                ..a.clone()
+            })
+            .collect();
+        stale.dedup_by_key(|a| a.fingerprint());
+        if !stale.is_empty() {
+            tracing::info!(
+                alerts = stale.len(),
+                "Alerts grouped as firing no longer fire; resolving them."
+            );
+            self.ingest(&stale, now);
+        }
+        let known: std::collections::HashSet<String> = groups
             .iter()
             .flat_map(|g| g.alerts.iter().map(AlertInfo::fingerprint))
             .collect();
