@@ -419,3 +419,61 @@ async fn resync_resolves_what_no_longer_fires_and_adds_what_does() {
         "{later:?}"
     );
 }
+
+/// An SMTP server that accepts connections and never says a word: each
+/// email attempt waits for its whole timeout. Telegram's first attempt
+/// fails (retryable); its retry is due within a second and must not wait
+/// for the hung email, as it did when a delivery round waited for every
+/// target (issue: retries due in 1 s ran after 4 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_smtp_server_does_not_hold_telegram_back() {
+    use prognos_notifiers::channel::email::{EmailConfig, Tls};
+
+    let tg = TelegramPeer::start().await;
+    tg.fail_next(1, Fail::Status(502));
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hung.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            held.push(socket);
+        }
+    });
+    let email = EmailConfig {
+        host: "127.0.0.1".into(),
+        port,
+        tls: Tls::None,
+        username: None,
+        password: None,
+        from: "prognos <prognos@example.com>".into(),
+        to: vec!["ops@example.com".into()],
+        ca_pem: None,
+        // Far longer than the test waits for Telegram.
+        timeout: Duration::from_secs(600),
+        hello_name: Some("prognos.test".into()),
+    };
+    let (n, _metrics, _dir) = open(config(vec![
+        Target::Telegram(telegram(&tg)),
+        Target::Email(email),
+    ]));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let loops = n.spawn(rx);
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], unix_now());
+    let mut delivered = false;
+    for _ in 0..600 {
+        if !tg.messages().is_empty() {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        delivered,
+        "Telegram's retry waited for the hung email server"
+    );
+    let _ = stop.send(true);
+    for l in loops {
+        l.abort();
+    }
+    silent.abort();
+}

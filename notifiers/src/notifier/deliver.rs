@@ -40,6 +40,46 @@ impl Notifier {
         acked
     }
 
+    /// Starts delivering the entries due at `now` of every target not in
+    /// `busy`, one task per target, each target's entries in order; the
+    /// tasks are added to `sending` and, by task id, to `busy`. A slow or
+    /// hung target holds only its own entries: the others' sends and
+    /// retries go on at their own pace. Returns whether any task started.
+    fn start_due(
+        &self,
+        now: i64,
+        busy: &mut HashMap<tokio::task::Id, String>,
+        sending: &mut tokio::task::JoinSet<()>,
+    ) -> bool {
+        let due = match self.inner.store.due(now, BATCH) {
+            Ok(d) => d,
+            Err(e) => {
+                self.store_error("reading the outbox", &e);
+                return false;
+            }
+        };
+        let mut by_target: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
+        for e in due
+            .into_iter()
+            .filter(|e| !busy.values().any(|t| *t == e.target))
+        {
+            by_target.entry(e.target.clone()).or_default().push(e);
+        }
+        let started = !by_target.is_empty();
+        for (target, entries) in by_target {
+            let me = self.clone();
+            let task = sending.spawn(async move {
+                for e in entries {
+                    me.deliver_one(e, now).await;
+                }
+                me.update_depth(unix_now());
+            });
+            busy.insert(task.id(), target);
+        }
+        self.update_depth(now);
+        started
+    }
+
     fn update_depth(&self, now: i64) {
         if let Ok((depth, oldest)) = self.inner.store.depth() {
             let m = &self.inner.metrics;
@@ -237,9 +277,23 @@ impl Notifier {
         let mut s = stop.clone();
         handles.push(tokio::spawn(async move {
             let mut pruned_at = 0;
+            // Targets with a delivery task under way, and those tasks (a
+            // JoinSet: aborted with this loop if it is cut off).
+            let mut busy = HashMap::new();
+            let mut sending = tokio::task::JoinSet::new();
+            let task_id = |done: Result<(tokio::task::Id, ()), tokio::task::JoinError>| match done {
+                Ok((id, ())) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "A delivery task failed.");
+                    e.id()
+                }
+            };
             loop {
                 let now = unix_now();
-                me.deliver_due(now).await;
+                while let Some(done) = sending.try_join_next_with_id() {
+                    busy.remove(&task_id(done));
+                }
+                let started = me.start_due(now, &mut busy, &mut sending);
                 // Pruning scans the dedup tables and commits: hourly is enough.
                 if now.saturating_sub(pruned_at) >= PRUNE_EVERY_SECS {
                     pruned_at = now;
@@ -260,13 +314,22 @@ impl Notifier {
                         )
                     })
                     .unwrap_or(IDLE);
-                if next.is_some_and(|t| t <= unix_now()) {
+                // Something due that no task holds: start it now. What is
+                // due for a busy target waits for its task to end.
+                if started && next.is_some_and(|t| t <= unix_now()) {
                     continue;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
                     _ = me.inner.wake_deliver.notified() => {}
-                    _ = s.changed() => return,
+                    Some(done) = sending.join_next_with_id(), if !sending.is_empty() => {
+                        busy.remove(&task_id(done));
+                    }
+                    _ = s.changed() => {
+                        // Sends under way finish before the loop ends.
+                        while sending.join_next().await.is_some() {}
+                        return;
+                    }
                 }
             }
         }));
