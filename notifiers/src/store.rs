@@ -20,7 +20,7 @@ use std::path::Path;
 use crate::database::open_database;
 use redb::{
     Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
-    TableDefinition,
+    TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +158,20 @@ impl NotifyStore {
         entries: &[OutboxEntry],
         states: &[(&str, &str)],
     ) -> Result<usize, StoreError> {
+        self.enqueue_with_audit(entries, states, &[])
+    }
+
+    /// [`NotifyStore::enqueue`], also writing the remediation audit
+    /// `records` in the same transaction: a remediation's audit record and
+    /// the outbox entry of its call (or approval request) exist together or
+    /// not at all, so a crash between them can neither lose the call behind a
+    /// record that says it was planned nor call without a record.
+    pub fn enqueue_with_audit(
+        &self,
+        entries: &[OutboxEntry],
+        states: &[(&str, &str)],
+        records: &[AuditRecord],
+    ) -> Result<usize, StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut added = 0;
         {
@@ -186,6 +200,9 @@ impl NotifyStore {
             let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
             for (name, json) in states {
                 state.insert(*name, *json).map_err(|e| self.err(e))?;
+            }
+            for r in records {
+                self.write_audit(&tx, r)?;
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -373,23 +390,27 @@ impl NotifyStore {
 
     /// Inserts or replaces a remediation audit record by id.
     pub fn put_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(r).map_err(|e| self.err(e))?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
-            let mut time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
-            let old = audit
-                .insert(r.id.as_str(), (r.requested_at, json.as_str()))
-                .map_err(|e| self.err(e))?
-                .map(|v| v.value().0);
-            if let Some(old_at) = old {
-                time.remove((old_at, r.id.as_str()))
-                    .map_err(|e| self.err(e))?;
-            }
-            time.insert((r.requested_at, r.id.as_str()), ())
+        self.write_audit(&tx, r)?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Inserts or replaces `r` within `tx`, keeping the time index right.
+    fn write_audit(&self, tx: &WriteTransaction, r: &AuditRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(r).map_err(|e| self.err(e))?;
+        let mut audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+        let mut time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
+        let old = audit
+            .insert(r.id.as_str(), (r.requested_at, json.as_str()))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().0);
+        if let Some(old_at) = old {
+            time.remove((old_at, r.id.as_str()))
                 .map_err(|e| self.err(e))?;
         }
-        tx.commit().map_err(|e| self.err(e))
+        time.insert((r.requested_at, r.id.as_str()), ())
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Forgets the audit records requested before `before` that have
@@ -665,6 +686,27 @@ mod tests {
         assert_eq!(s.audit(2).unwrap().len(), 2);
         assert_eq!(s.get_audit("a").unwrap(), Some(a));
         assert_eq!(s.get_audit("zz").unwrap(), None);
+    }
+
+    #[test]
+    fn a_call_and_its_audit_record_are_written_together() {
+        let (_dir, path, s) = open();
+        let call = entry("remediation:restart/r1", 100, 100);
+        let r = record("r1", 100);
+        assert_eq!(
+            s.enqueue_with_audit(
+                std::slice::from_ref(&call),
+                &[("governor", "{}")],
+                std::slice::from_ref(&r)
+            )
+            .unwrap(),
+            1
+        );
+        drop(s);
+        let s = NotifyStore::open(&path).unwrap();
+        assert_eq!(s.get_audit("r1").unwrap(), Some(r));
+        assert_eq!(s.due(100, 10).unwrap().len(), 1);
+        assert_eq!(s.load_state("governor").unwrap().as_deref(), Some("{}"));
     }
 
     #[test]

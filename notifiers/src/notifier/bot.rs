@@ -186,11 +186,12 @@ impl Notifier {
             (answer, edit, entries, message_id, states)
         };
         self.count_remediation(&record, Some(before));
-        if let Err(e) = inner.store.put_audit(&record) {
-            self.store_error("writing the audit log", &e);
-        }
         let refs: Vec<(&str, &str)> = states.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Err(e) = inner.store.enqueue(&entries, &refs) {
+        if let Err(e) =
+            inner
+                .store
+                .enqueue_with_audit(&entries, &refs, std::slice::from_ref(&record))
+        {
             self.store_error("queueing a remediation", &e);
         }
         inner.wake_deliver.notify_one();

@@ -450,22 +450,19 @@ impl Notifier {
                 }
             }
         }
-        for r in &records {
-            self.count_remediation(r, None);
-            if let Err(e) = inner.store.put_audit(r) {
-                self.store_error("writing the audit log", &e);
-            }
-        }
         let states = [
             ("dispatcher", json(&st.dispatcher)),
             ("governor", json(&st.governor)),
             ("approvals", json(&st.approvals)),
         ];
         let refs: Vec<(&str, &str)> = states.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Err(e) = inner.store.enqueue(&entries, &refs) {
+        if let Err(e) = inner.store.enqueue_with_audit(&entries, &refs, &records) {
             self.store_error("saving alert groups", &e);
             st.dispatcher = before;
             return;
+        }
+        for r in &records {
+            self.count_remediation(r, None);
         }
         drop(st);
         inner.wake_flush.notify_one();
