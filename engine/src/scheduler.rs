@@ -65,6 +65,9 @@ pub struct RuleRuntime {
     pub series: HashMap<String, ModelledSeries>,
     /// Alert state.
     pub alerts: RuleAlerts,
+    /// The alert state as last written to the store (`None`: not known to
+    /// be there), so an evaluation that changed nothing writes nothing.
+    saved: Option<RuleAlerts>,
     /// Last evaluation slot (Unix seconds).
     pub last_eval: Option<i64>,
     /// How long it took.
@@ -149,6 +152,7 @@ impl Engine {
                     group: g.name.clone(),
                     rule: r.clone(),
                     series: HashMap::new(),
+                    saved: Some(alerts.clone()),
                     alerts,
                     last_eval: None,
                     last_duration: Duration::ZERO,
@@ -671,12 +675,19 @@ impl Engine {
                 ])
                 .set(n as i64);
         }
-        // Persist before announcing: a crash between the two re-announces nothing.
+        // Persist before announcing: a crash between the two re-announces
+        // nothing. An evaluation that changed nothing (most rules, most of
+        // the time: no alert at all) writes nothing.
+        if rt.saved.as_ref() == Some(&rt.alerts) {
+            return events;
+        }
         if let Err(e) = self.store.save(&[(rt.id.as_str(), &rt.alerts)]) {
             tracing::error!(rule = %rt.id, error = %e, "Could not save alert state; events held back.");
             self.metrics.count_error(&rt.id, "store");
+            rt.saved = None;
             return Vec::new();
         }
+        rt.saved = Some(rt.alerts.clone());
         events
     }
 
@@ -910,6 +921,31 @@ mod tests {
             Arc::new(Metrics::new()),
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_that_changes_no_alert_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = 1_800_000_000 / 60 * 60;
+        let store = Arc::new(AlertStore::open(&dir.path().join("s.redb")).unwrap());
+        let sink = Arc::new(Recorder::default());
+        let mut config = config_with(dir.path(), &["Quiet"]);
+        // A threshold the queue never nears: no alert, ever.
+        for g in &mut config.groups {
+            for r in &mut g.rules {
+                if let Condition::Forecast { threshold, .. } = &mut r.condition {
+                    *threshold = 1e9;
+                }
+            }
+        }
+        let e = engine(config, &store, &sink, end);
+        e.evaluate_all(end).await;
+        e.evaluate_all(end + 60).await;
+        assert!(sink.sent().is_empty());
+        assert!(
+            store.load_all().unwrap().is_empty(),
+            "a rule without alerts was written to the store"
+        );
     }
 
     #[tokio::test]
