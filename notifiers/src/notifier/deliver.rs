@@ -7,33 +7,11 @@ impl Notifier {
     /// Delivers every outbox entry due at `now` once (sends, retries
     /// scheduled, give-ups); returns how many were acknowledged.
     pub async fn deliver_due(&self, now: i64) -> usize {
-        let due = match self.inner.store.due(now, BATCH) {
-            Ok(d) => d,
-            Err(e) => {
-                self.store_error("reading the outbox", &e);
-                return 0;
-            }
-        };
-        // Targets in parallel, each target's entries in order.
-        let mut by_target: HashMap<String, Vec<OutboxEntry>> = HashMap::new();
-        for e in due {
-            by_target.entry(e.target.clone()).or_default().push(e);
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (_, entries) in by_target {
-            let me = self.clone();
-            tasks.spawn(async move {
-                let mut acked = 0;
-                for e in entries {
-                    if me.deliver_one(e, now).await {
-                        acked += 1;
-                    }
-                }
-                acked
-            });
-        }
+        let mut busy = HashMap::new();
+        let mut sending = tokio::task::JoinSet::new();
+        self.start_due(now, &mut busy, &mut sending);
         let mut acked = 0;
-        while let Some(r) = tasks.join_next().await {
+        while let Some(r) = sending.join_next().await {
             acked += r.unwrap_or(0);
         }
         self.update_depth(now);
@@ -49,7 +27,7 @@ impl Notifier {
         &self,
         now: i64,
         busy: &mut HashMap<tokio::task::Id, String>,
-        sending: &mut tokio::task::JoinSet<()>,
+        sending: &mut tokio::task::JoinSet<usize>,
     ) -> bool {
         let due = match self.inner.store.due(now, BATCH) {
             Ok(d) => d,
@@ -69,10 +47,14 @@ impl Notifier {
         for (target, entries) in by_target {
             let me = self.clone();
             let task = sending.spawn(async move {
+                let mut acked = 0;
                 for e in entries {
-                    me.deliver_one(e, now).await;
+                    if me.deliver_one(e, now).await {
+                        acked += 1;
+                    }
                 }
                 me.update_depth(unix_now());
+                acked
             });
             busy.insert(task.id(), target);
         }
@@ -281,13 +263,14 @@ impl Notifier {
             // JoinSet: aborted with this loop if it is cut off).
             let mut busy = HashMap::new();
             let mut sending = tokio::task::JoinSet::new();
-            let task_id = |done: Result<(tokio::task::Id, ()), tokio::task::JoinError>| match done {
-                Ok((id, ())) => id,
-                Err(e) => {
-                    tracing::error!(error = %e, "A delivery task failed.");
-                    e.id()
-                }
-            };
+            let task_id =
+                |done: Result<(tokio::task::Id, usize), tokio::task::JoinError>| match done {
+                    Ok((id, _)) => id,
+                    Err(e) => {
+                        tracing::error!(error = %e, "A delivery task failed.");
+                        e.id()
+                    }
+                };
             loop {
                 let now = unix_now();
                 while let Some(done) = sending.try_join_next_with_id() {
