@@ -228,7 +228,7 @@ impl Metrics {
     /// Removes every health metric of a rule that went away: its series
     /// count, query and fit durations, errors, limit drops and alert counts.
     pub fn forget_rule(&self, rule: &str) {
-        let by_rule = vec![("rule".to_string(), rule.to_string())];
+        let by_rule = one("rule", rule);
         self.series_modelled.remove(&by_rule);
         self.query_duration.remove(&by_rule);
         self.fit_duration.remove(&by_rule);
