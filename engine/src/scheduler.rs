@@ -187,15 +187,15 @@ impl Engine {
     /// Announces the firing alerts of rules that are gone as resolved, then
     /// forgets the rules' saved state (in that order: a crash between the
     /// two announces them again rather than never).
-    fn resolve_gone(&self, gone: Vec<(String, RuleAlerts)>, now: i64) {
+    fn resolve_gone(&self, mut gone: Vec<(String, RuleAlerts)>, now: i64) {
         if gone.is_empty() {
             return;
         }
         let url = format!("{}/api/v1/alerts", self.config.external_url);
         let mut infos = Vec::new();
-        for (id, mut alerts) in gone.iter().cloned() {
+        for (id, alerts) in &mut gone {
             for e in alerts.resolve_all(now) {
-                infos.push(alert_info(&id, &e, url.clone()));
+                infos.push(alert_info(id, &e, url.clone()));
             }
         }
         if !infos.is_empty() {
