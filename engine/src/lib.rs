@@ -22,6 +22,7 @@ pub mod nab_corpus;
 pub mod notify;
 pub mod progress;
 pub mod prom;
+pub mod rule_state;
 pub mod scheduler;
 pub mod server;
 pub mod source;

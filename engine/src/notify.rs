@@ -102,20 +102,20 @@ impl NotifySink {
 
     /// Hands the alerts firing in `engine`'s saved state to the notifier,
     /// which notifies those it has not grouped yet.
-    pub async fn resync(&self, engine: &Engine) {
+    pub fn resync(&self, engine: &Engine) {
         let Some(n) = self.current() else {
             return;
         };
         let mut firing = Vec::new();
         for r in &engine.rules {
-            let rt = r.lock().await;
-            for a in rt
+            let view = r.view();
+            for a in view
                 .alerts
-                .active()
+                .iter()
                 .filter(|a| a.status == AlertStatus::Firing)
             {
                 let url = format!("{}/api/v1/alerts", engine.config.external_url);
-                firing.push(alert_info(&rt.id, &AlertEvent::Firing(a.clone()), url));
+                firing.push(alert_info(&view.id, &AlertEvent::Firing(a.clone()), url));
             }
         }
         n.resync(&firing, unix_now());

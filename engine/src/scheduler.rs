@@ -8,11 +8,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use prognos_models::forecast::Level;
-use tokio::sync::Mutex;
 
 use crate::alert::{
     AlertEvent, AlertSink, AlertStatus, AlertStore, Observation, RuleAlerts, Timing, alert_info,
@@ -23,6 +22,8 @@ use crate::explain::{CHART_POINTS, DASHBOARD_ANNOTATION, explanation};
 use crate::exposition::{LabelPairs, Metrics, one, series_labels, with_label};
 use crate::modelled::{FitSpec, Labels, ModelledSeries};
 use crate::prom::{PromError, RangeSeries};
+use crate::rule_state::series_id;
+pub use crate::rule_state::{Health, RuleHandle, RuleRuntime, label_hash};
 use crate::source::Source;
 
 /// Level of the bands prognos exports and alerts on.
@@ -40,53 +41,6 @@ pub const VANISH_GRACE_SECS: i64 = 15 * 60;
 /// text must not be.
 pub const MAX_LAST_ERROR_CHARS: usize = 1000;
 
-/// Health of a rule's last evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// Not evaluated yet.
-    Unknown,
-    /// The last evaluation succeeded.
-    Ok,
-    /// The last evaluation failed (see last_error).
-    Err,
-}
-
-/// Everything the engine keeps for one rule.
-#[derive(Debug)]
-pub struct RuleRuntime {
-    /// `group/alert`: the rule's id in the store, the API and logs.
-    pub id: String,
-    /// The group.
-    pub group: String,
-    /// The rule as configured.
-    pub rule: Rule,
-    /// Modelled series by label key.
-    pub series: HashMap<String, ModelledSeries>,
-    /// Alert state.
-    pub alerts: RuleAlerts,
-    /// The alert state as last written to the store (`None`: not known to
-    /// be there), so an evaluation that changed nothing writes nothing.
-    saved: Option<RuleAlerts>,
-    /// Last evaluation slot (Unix seconds).
-    pub last_eval: Option<i64>,
-    /// How long it took.
-    pub last_duration: Duration,
-    /// Health of the last evaluation.
-    pub health: Health,
-    /// Its error, if any, cut to [`MAX_LAST_ERROR_CHARS`].
-    pub last_error: Option<String>,
-    /// A hash of the last set of Prometheus warnings logged for this rule
-    /// (0: none yet), so a repeated set is logged once.
-    pub last_warnings: AtomicU64,
-    /// The latest verdict per series key (for the API).
-    pub verdicts: HashMap<String, SeriesVerdict>,
-    /// Series dropped as vanished, by key: the timestamp of the last sample
-    /// each had. A history query still returns their old samples, which
-    /// must not bring them back (see [`is_back`]).
-    pub dropped: HashMap<String, i64>,
-}
-
 /// The engine: configuration, client, metrics, store and the rules' state.
 pub struct Engine {
     /// The configuration in force.
@@ -98,8 +52,8 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     store: Arc<AlertStore>,
     sink: Arc<dyn AlertSink>,
-    /// Every rule's runtime state.
-    pub rules: Vec<Arc<Mutex<RuleRuntime>>>,
+    /// Every rule, in configuration order.
+    pub rules: Vec<Arc<RuleHandle>>,
     /// Saved alert state of rules the configuration no longer has, until
     /// [`Engine::resolve_removed_rules`] resolves it.
     removed: std::sync::Mutex<Vec<(String, RuleAlerts)>>,
@@ -113,12 +67,12 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// A stable hash of a label set (FNV-1a over its key), for sharding.
-pub fn label_hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
+/// A series' fit: its key, and the model, the reason it could not be
+/// fitted, or the message of the panic that stopped its fit.
+type Fitted = (
+    String,
+    Result<Result<ModelledSeries, prognos_models::Error>, String>,
+);
 
 /// Whether `shard` models the series with label key `key`.
 pub fn owns(shard: Shard, key: &str) -> bool {
@@ -145,23 +99,10 @@ impl Engine {
         let mut rules = Vec::new();
         for g in &config.groups {
             for r in &g.rules {
-                let id = format!("{}/{}", g.name, r.name);
-                let alerts = saved.remove(&id).unwrap_or_default();
-                rules.push(Arc::new(Mutex::new(RuleRuntime {
-                    id,
-                    group: g.name.clone(),
-                    rule: r.clone(),
-                    series: HashMap::new(),
-                    saved: Some(alerts.clone()),
-                    alerts,
-                    last_eval: None,
-                    last_duration: Duration::ZERO,
-                    health: Health::Unknown,
-                    last_error: None,
-                    last_warnings: AtomicU64::new(0),
-                    verdicts: HashMap::new(),
-                    dropped: HashMap::new(),
-                })));
+                let alerts = saved
+                    .remove(&format!("{}/{}", g.name, r.name))
+                    .unwrap_or_default();
+                rules.push(Arc::new(RuleHandle::new(&g.name, r.clone(), alerts)));
             }
         }
         Ok(Self {
@@ -238,6 +179,7 @@ impl Engine {
                     }
                 }
             }
+            new.publish(&n);
         }
         let mut gone = Vec::new();
         for o in &old.rules {
@@ -289,15 +231,18 @@ impl Engine {
     /// Evaluates every rule once at `now` (the CLI's one-shot path and tests).
     pub async fn evaluate_all(&self, now: i64) {
         for r in &self.rules {
-            let mut rt = r.lock().await;
-            self.evaluate_rule(&mut rt, now).await;
+            self.evaluate_rule(r, now).await;
         }
     }
 
-    /// Evaluates one rule at `now`, recording health and errors.
-    pub async fn evaluate_rule(&self, rt: &mut RuleRuntime, now: i64) {
+    /// Evaluates one rule at `now`, records its health and publishes its
+    /// view. Only the rule's group task calls it (or a one-shot path that
+    /// runs no tasks): the rule's runtime is locked for in-memory work only,
+    /// never across a Prometheus query or a fit, so readers never wait long.
+    pub async fn evaluate_rule(&self, h: &RuleHandle, now: i64) {
         let started = Instant::now();
-        let result = self.try_evaluate(rt, now).await;
+        let result = self.try_evaluate(h, now).await;
+        let mut rt = h.lock().await;
         rt.last_eval = Some(now);
         rt.last_duration = started.elapsed();
         match result {
@@ -309,30 +254,31 @@ impl Engine {
                 let message =
                     prognos_notifiers::secret::excerpt(&e.to_string(), MAX_LAST_ERROR_CHARS);
                 if rt.last_error.as_deref() != Some(message.as_str()) {
-                    tracing::warn!(rule = %rt.id, kind = e.kind(), error = %message, "Evaluation failed; will retry next interval.");
+                    tracing::warn!(rule = %h.id, kind = e.kind(), error = %message, "Evaluation failed; will retry next interval.");
                 }
-                self.metrics.count_error(&rt.id, e.kind());
+                self.metrics.count_error(&h.id, e.kind());
                 rt.health = Health::Err;
                 rt.last_error = Some(message);
             }
         }
+        h.publish(&rt);
     }
 
     async fn query(
         &self,
-        rt: &RuleRuntime,
+        h: &RuleHandle,
         start: i64,
         end: i64,
     ) -> Result<Vec<RangeSeries>, PromError> {
-        let step = rt.rule.step.as_secs().max(1) as i64;
+        let step = h.rule.step.as_secs().max(1) as i64;
         let t = Instant::now();
         let r = self
             .client
-            .query_range(&rt.rule.expr, start, end, step)
+            .query_range(&h.rule.expr, start, end, step)
             .await;
         self.metrics
             .query_duration
-            .get_or_create(&one("rule", &rt.id))
+            .get_or_create(&one("rule", &h.id))
             .observe(t.elapsed().as_secs_f64());
         let r = r?;
         if !r.warnings.is_empty() {
@@ -341,9 +287,9 @@ impl Engine {
             let mut hasher = std::hash::DefaultHasher::new();
             (&r.warnings, r.warnings_left_out).hash(&mut hasher);
             let hash = hasher.finish().max(1);
-            if rt.last_warnings.swap(hash, Ordering::Relaxed) != hash {
+            if h.last_warnings.swap(hash, Ordering::Relaxed) != hash {
                 tracing::warn!(
-                    rule = %rt.id,
+                    rule = %h.id,
                     count = r.warnings.len(),
                     left_out = r.warnings_left_out,
                     warnings = ?r.warnings,
@@ -354,67 +300,104 @@ impl Engine {
         Ok(r.data)
     }
 
-    async fn try_evaluate(&self, rt: &mut RuleRuntime, now: i64) -> Result<(), PromError> {
-        if matches!(rt.rule.condition, Condition::BurnRate { .. }) {
-            return self.evaluate_burn_rate(rt, now).await;
+    async fn try_evaluate(&self, h: &RuleHandle, now: i64) -> Result<(), PromError> {
+        let rule = &h.rule;
+        if matches!(rule.condition, Condition::BurnRate { .. }) {
+            return self.evaluate_burn_rate(h, now).await;
         }
-        let step = rt.rule.step.as_secs().max(1) as i64;
+        let step = rule.step.as_secs().max(1) as i64;
         let end = align(now, step);
         let level = Level::try_from(BAND_LEVEL).expect("a constant level in (0, 1)");
-        let max_horizon = rt
-            .rule
+        let max_horizon = rule
             .horizons
             .iter()
-            .map(|&h| steps(h, step))
-            .chain(lookahead(&rt.rule.condition).map(|d| steps(d, step)))
+            .map(|&d| steps(d, step))
+            .chain(lookahead(&rule.condition).map(|d| steps(d, step)))
             .max()
             .unwrap_or(12);
 
         // New points since the oldest latest point; a first run fetches full history.
-        let since = rt.series.values().map(|s| s.last_ts).min();
+        let since = h.lock().await.series.values().map(|s| s.last_ts).min();
         let fetched = match since {
-            Some(t) if t + step <= end => self.query(rt, t + step, end).await?,
-            Some(_) => Vec::new(),
-            None => Vec::new(),
+            Some(t) if t + step <= end => self.query(h, t + step, end).await?,
+            _ => Vec::new(),
         };
-        let mut needs_full = rt.series.is_empty();
-        let mut refit_keys = Vec::new();
-        for s in fetched {
-            let key = crate::alert::state::key(&s.labels);
-            if !owns(self.shard, &key) || !is_back(&rt.dropped, &key, &s.samples) {
-                continue;
-            }
-            rt.dropped.remove(&key);
-            match rt.series.get_mut(&key) {
-                Some(m) => {
-                    m.last_seen = now;
-                    let drifted = m.absorb(&s.samples, level);
-                    if drifted || now - m.fitted_at >= REFIT_EVERY_SECS {
-                        refit_keys.push(key);
-                    }
+        let (needs_full, refit_keys) = {
+            let mut rt = h.lock().await;
+            let rt = &mut *rt;
+            let mut needs_full = rt.series.is_empty();
+            let mut refit_keys = Vec::new();
+            for s in fetched {
+                let key = crate::alert::state::key(&s.labels);
+                if !owns(self.shard, &key) || !is_back(&rt.dropped, &key, &s.samples) {
+                    continue;
                 }
-                None => needs_full = true, // a new label set: model it now
+                rt.dropped.remove(&key);
+                match rt.series.get_mut(&key) {
+                    Some(m) => {
+                        m.last_seen = now;
+                        let drifted = m.absorb(&s.samples, level);
+                        if drifted || now - m.fitted_at >= REFIT_EVERY_SECS {
+                            refit_keys.push(key);
+                        }
+                    }
+                    None => needs_full = true, // a new label set: model it now
+                }
             }
-        }
+            (needs_full, refit_keys)
+        };
         if needs_full || !refit_keys.is_empty() {
-            self.check_cardinality(rt, now).await?;
-            let history = rt.rule.history.as_secs() as i64;
-            let mut full = self.query(rt, align(now - history, step), end).await?;
-            // A dropped series stays dropped until it has a newer sample.
-            full.retain(|s| {
-                is_back(
-                    &rt.dropped,
-                    &crate::alert::state::key(&s.labels),
-                    &s.samples,
-                )
-            });
-            for s in &full {
-                rt.dropped.remove(&crate::alert::state::key(&s.labels));
-            }
-            self.fit_series(rt, full, now, max_horizon, &refit_keys)
-                .await;
+            let modelled = h.lock().await.series.len();
+            self.check_cardinality(h, modelled, now).await?;
+            let history = rule.history.as_secs() as i64;
+            let full = self.query(h, align(now - history, step), end).await?;
+            let candidates = {
+                let mut rt = h.lock().await;
+                self.fit_candidates(&mut rt, full, now, max_horizon, &refit_keys)
+            };
+            let fitted = self.fit(&h.id, candidates, now).await;
+            self.install_fits(&mut *h.lock().await, fitted);
         }
-        // Vanished series.
+        let (events, series_of) = {
+            let mut rt = h.lock().await;
+            let rt = &mut *rt;
+            self.drop_vanished(rt, now);
+            // Verdicts, exports and alerts: every series is observed, holding or
+            // not, so alerts carry the value of the latest evaluation.
+            let mut observed = Vec::new();
+            let mut series_of = HashMap::new();
+            rt.verdicts.clear();
+            for (k, s) in &rt.series {
+                let v = evaluate(&rt.rule, s, level);
+                tracing::trace!(
+                    rule = %rt.id,
+                    series = %k,
+                    at = s.last_ts,
+                    value = v.value,
+                    holds = v.holds,
+                    score = s.score,
+                    eta = ?v.eta_secs,
+                    model = s.model_name(),
+                    "Verdict."
+                );
+                self.export(&rt.id, s, &v);
+                let input = self.alert_input(&rt.rule, &s.labels, &v);
+                if v.holds {
+                    series_of.insert(crate::alert::state::key(&input.labels), k.clone());
+                }
+                observed.push(input);
+                rt.verdicts.insert(k.clone(), v);
+            }
+            (self.run_alerts(rt, now, observed), series_of)
+        };
+        self.announce(h, now, events, &series_of).await;
+        Ok(())
+    }
+
+    /// Drops the series absent for longer than the grace period, and forgets
+    /// drops older than the rule's history reach.
+    fn drop_vanished(&self, rt: &mut RuleRuntime, now: i64) {
+        let step = rt.rule.step.as_secs().max(1) as i64;
         let gone: Vec<String> = rt
             .series
             .iter()
@@ -440,52 +423,28 @@ impl Engine {
             .series_modelled
             .get_or_create(&one("rule", &rt.id))
             .set(rt.series.len() as i64);
-        // Verdicts, exports and alerts: every series is observed, holding or
-        // not, so alerts carry the value of the latest evaluation.
-        let mut observed = Vec::new();
-        let mut series_of = HashMap::new();
-        rt.verdicts.clear();
-        for (k, s) in &rt.series {
-            let v = evaluate(&rt.rule, s, level);
-            tracing::trace!(
-                rule = %rt.id,
-                series = %k,
-                at = s.last_ts,
-                value = v.value,
-                holds = v.holds,
-                score = s.score,
-                eta = ?v.eta_secs,
-                model = s.model_name(),
-                "Verdict."
-            );
-            self.export(&rt.id, s, &v);
-            let input = self.alert_input(&rt.rule, &s.labels, &v);
-            if v.holds {
-                series_of.insert(crate::alert::state::key(&input.labels), k.clone());
-            }
-            observed.push(input);
-            rt.verdicts.insert(k.clone(), v);
-        }
-        let events = self.run_alerts(rt, now, observed);
-        self.announce(rt, now, events, &series_of).await;
-        Ok(())
     }
 
     /// Before fetching full history, counts the series the rule returns: far
     /// past its limit, fetching them all would cost memory for nothing, so the
     /// rule fails with a clear error instead (the other rules keep running).
-    async fn check_cardinality(&self, rt: &RuleRuntime, now: i64) -> Result<(), PromError> {
+    async fn check_cardinality(
+        &self,
+        h: &RuleHandle,
+        modelled: usize,
+        now: i64,
+    ) -> Result<(), PromError> {
         let r = self
             .client
-            .query(&format!("count({})", rt.rule.expr), Some(now))
+            .query(&format!("count({})", h.rule.expr), Some(now))
             .await?;
         let count = r.data.first().map_or(0.0, |s| s.value);
-        let limit = rt.rule.series_limit;
+        let limit = h.rule.series_limit;
         if count > (REFUSE_FACTOR * limit) as f64 {
             self.metrics
                 .series_limit_dropped
-                .get_or_create(&one("rule", &rt.id))
-                .inc_by((count as u64).saturating_sub(rt.series.len() as u64));
+                .get_or_create(&one("rule", &h.id))
+                .inc_by((count as u64).saturating_sub(modelled as u64));
             return Err(PromError::InvalidArgument(format!(
                 "the expression returns {count} series, more than {REFUSE_FACTOR}× its series_limit of {limit}: narrow it or raise series_limit"
             )));
@@ -493,15 +452,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Fits every series of `full` that is new or listed in `refit`, within the rule's series limit.
-    async fn fit_series(
+    /// The series of `full` to fit — new ones and those listed in `refit`,
+    /// within the rule's series limit — each with its fit's spec. A dropped
+    /// series stays dropped until it has a newer sample.
+    fn fit_candidates(
         &self,
         rt: &mut RuleRuntime,
-        full: Vec<RangeSeries>,
+        mut full: Vec<RangeSeries>,
         now: i64,
         max_horizon: usize,
         refit: &[String],
-    ) {
+    ) -> Vec<(String, RangeSeries, FitSpec)> {
+        full.retain(|s| {
+            is_back(
+                &rt.dropped,
+                &crate::alert::state::key(&s.labels),
+                &s.samples,
+            )
+        });
+        for s in &full {
+            rt.dropped.remove(&crate::alert::state::key(&s.labels));
+        }
         let step = rt.rule.step.as_secs().max(1) as i64;
         let mut candidates: Vec<(String, RangeSeries)> = full
             .into_iter()
@@ -525,33 +496,36 @@ impl Engine {
         let spec = FitSpec::new(step, rt.rule.model, max_horizon).bounds(rt.rule.bounds);
         // A series refitted after a change of regime fits its model on the
         // points since the change.
-        let specs: HashMap<String, FitSpec> = candidates
-            .iter()
-            .filter_map(|(k, _)| Some((k.clone(), rt.series.get(k)?.refit_spec(spec, now))))
-            .collect();
-        let rule_id = rt.id.clone();
-        let metrics = self.metrics.clone();
-        // Fitting is CPU work: off the async threads, spread over the cores.
+        candidates
+            .into_iter()
+            .map(|(k, s)| {
+                let spec = rt.series.get(&k).map_or(spec, |m| m.refit_spec(spec, now));
+                (k, s, spec)
+            })
+            .collect()
+    }
+
+    /// Fits `candidates` off the async threads, spread over the cores; a
+    /// panic in one series' fit is that series' error.
+    async fn fit(
+        &self,
+        rule_id: &str,
+        mut candidates: Vec<(String, RangeSeries, FitSpec)>,
+        now: i64,
+    ) -> Vec<Fitted> {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(candidates.len().max(1));
         let chunk = candidates.len().div_ceil(workers).max(1);
         let mut jobs = Vec::new();
         while !candidates.is_empty() {
-            let part: Vec<(String, RangeSeries)> =
-                candidates.drain(..chunk.min(candidates.len())).collect();
-            let (metrics, rule_id) = (metrics.clone(), rule_id.clone());
-            let part_specs: Vec<FitSpec> = part
-                .iter()
-                .map(|(k, _)| specs.get(k).copied().unwrap_or(spec))
-                .collect();
+            let part: Vec<_> = candidates.drain(..chunk.min(candidates.len())).collect();
+            let (metrics, rule_id) = (self.metrics.clone(), rule_id.to_string());
             jobs.push(tokio::task::spawn_blocking(move || {
                 part.into_iter()
-                    .zip(part_specs)
-                    .map(|((k, s), spec)| {
+                    .map(|(k, s, spec)| {
                         let t = Instant::now();
-                        // A panic in one series' fit is that series' error:
-                        // the others of its chunk are still fitted.
+                        // The others of its chunk are still fitted.
                         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             ModelledSeries::fit(s.labels, &s.samples, &spec, now)
                         }))
@@ -570,11 +544,16 @@ impl Engine {
             match j.await {
                 Ok(part) => fitted.extend(part),
                 Err(e) => {
-                    tracing::error!(rule = %rt.id, error = %e, "A fitting task failed; its series keep their previous models.");
-                    self.metrics.count_error(&rt.id, "fit_panic");
+                    tracing::error!(rule = %rule_id, error = %e, "A fitting task failed; its series keep their previous models.");
+                    self.metrics.count_error(rule_id, "fit_panic");
                 }
             }
         }
+        fitted
+    }
+
+    /// Puts the models fitted into the rule's runtime.
+    fn install_fits(&self, rt: &mut RuleRuntime, fitted: Vec<Fitted>) {
         for (k, r) in fitted {
             match r {
                 Ok(Ok(m)) => {
@@ -697,7 +676,7 @@ impl Engine {
     /// key to its series key.
     async fn announce(
         &self,
-        rt: &RuleRuntime,
+        h: &RuleHandle,
         now: i64,
         events: Vec<AlertEvent>,
         series_of: &HashMap<String, String>,
@@ -706,7 +685,7 @@ impl Engine {
             return;
         }
         let level = Level::try_from(BAND_LEVEL).expect("a constant level in (0, 1)");
-        let step = rt.rule.step.as_secs().max(1) as i64;
+        let step = h.rule.step.as_secs().max(1) as i64;
         let charted = events.iter().any(|e| {
             matches!(e, AlertEvent::Firing(a) if series_of.contains_key(&crate::alert::state::key(&a.labels)))
         });
@@ -714,17 +693,18 @@ impl Engine {
         let mut history: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
         if charted {
             let start = align(now - step * CHART_POINTS as i64, step);
-            match self.query(rt, start, align(now, step)).await {
+            match self.query(h, start, align(now, step)).await {
                 Ok(found) => {
                     for s in found {
                         history.insert(crate::alert::state::key(&s.labels), s.samples);
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(rule = %rt.id, error = %e, "No history for the alert charts.")
+                    tracing::warn!(rule = %h.id, error = %e, "No history for the alert charts.")
                 }
             }
         }
+        let rt = h.lock().await;
         let infos: Vec<_> = events
             .iter()
             .map(|e| {
@@ -736,7 +716,7 @@ impl Engine {
                     Some(k) => format!(
                         "{}/api/v1/series/{}/forecast",
                         self.config.external_url,
-                        crate::server::series_id(&rt.id, k)
+                        series_id(&rt.id, k)
                     ),
                     None => format!("{}/api/v1/alerts", self.config.external_url),
                 };
@@ -754,16 +734,17 @@ impl Engine {
                 info
             })
             .collect();
+        drop(rt);
         self.sink.send(&infos);
     }
 
-    async fn evaluate_burn_rate(&self, rt: &mut RuleRuntime, now: i64) -> Result<(), PromError> {
+    async fn evaluate_burn_rate(&self, h: &RuleHandle, now: i64) -> Result<(), PromError> {
         let Condition::BurnRate {
             objective,
             errors,
             total,
             windows,
-        } = rt.rule.condition.clone()
+        } = h.rule.condition.clone()
         else {
             return Ok(());
         };
@@ -817,11 +798,11 @@ impl Engine {
                     holds: worst.is_some(),
                     value: rate,
                 };
-                observed.push(self.alert_input(&rt.rule, labels, &v));
+                observed.push(self.alert_input(&h.rule, labels, &v));
             }
         }
-        let events = self.run_alerts(rt, now, observed);
-        self.announce(rt, now, events, &HashMap::new()).await;
+        let events = self.run_alerts(&mut *h.lock().await, now, observed);
+        self.announce(h, now, events, &HashMap::new()).await;
         Ok(())
     }
 }
@@ -946,6 +927,106 @@ mod tests {
             store.load_all().unwrap().is_empty(),
             "a rule without alerts was written to the store"
         );
+    }
+
+    /// A source whose range queries wait for a permit while `hold` is set.
+    struct Gated {
+        inner: crate::source::memory::MemorySource,
+        hold: std::sync::atomic::AtomicBool,
+        entered: tokio::sync::Notify,
+        release: tokio::sync::Semaphore,
+    }
+
+    impl Source for Gated {
+        fn query_range<'a>(
+            &'a self,
+            expr: &'a str,
+            start: i64,
+            end: i64,
+            step: i64,
+        ) -> crate::source::SourceFuture<'a, crate::prom::QueryResult<Vec<RangeSeries>>> {
+            Box::pin(async move {
+                if self.hold.load(Ordering::SeqCst) {
+                    self.entered.notify_one();
+                    let _permit = self.release.acquire().await;
+                }
+                self.inner.query_range(expr, start, end, step).await
+            })
+        }
+
+        fn query<'a>(
+            &'a self,
+            expr: &'a str,
+            time: Option<i64>,
+        ) -> crate::source::SourceFuture<
+            'a,
+            crate::prom::QueryResult<Vec<crate::prom::InstantSample>>,
+        > {
+            self.inner.query(expr, time)
+        }
+    }
+
+    /// Finding 1 of issue 11: a rule waiting on Prometheus held its lock, and
+    /// every reader (the API, `/-/ready`) and every other group waited with it.
+    #[tokio::test(start_paused = true)]
+    async fn nothing_waits_for_a_rule_whose_query_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = 1_700_000_000 / 60 * 60;
+        let config = config_with(dir.path(), &["Slow", "Other"]);
+        let store = Arc::new(AlertStore::open(&dir.path().join("state.redb")).unwrap());
+        let sink = Arc::new(Recorder::default());
+        let labels: Labels = [("__name__", "queue_ready"), ("queue", "q")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let samples = (0..120).map(|k| (end - 7200 + 60 * k, 10.0)).collect();
+        let gated = Arc::new(Gated {
+            inner: crate::source::memory::MemorySource::new(vec![(labels, samples)], end),
+            hold: std::sync::atomic::AtomicBool::new(true),
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+        });
+        let engine = Arc::new(
+            Engine::new(
+                config,
+                Shard::default(),
+                gated.clone(),
+                store,
+                sink.clone(),
+                Arc::new(Metrics::new()),
+            )
+            .unwrap(),
+        );
+        let (slow, other) = (engine.rules[0].clone(), engine.rules[1].clone());
+        let running = tokio::spawn({
+            let (engine, slow) = (engine.clone(), slow.clone());
+            async move { engine.evaluate_rule(&slow, end).await }
+        });
+        gated.entered.notified().await;
+        gated.hold.store(false, Ordering::SeqCst);
+        // While its query hangs: its lock is free, its view readable, and the
+        // other rule is evaluated to the end.
+        let free = tokio::time::timeout(Duration::from_secs(5), slow.lock()).await;
+        assert!(free.is_ok(), "the rule's lock is held across its query");
+        drop(free);
+        assert_eq!(slow.view().last_eval, None);
+        engine.evaluate_rule(&other, end).await;
+        let o = other.view();
+        assert_eq!(
+            (o.last_eval, o.series.len(), o.alerts.len()),
+            (Some(end), 1, 1)
+        );
+        assert!(!running.is_finished());
+        // Released, it finishes and publishes what it found.
+        gated.release.add_permits(1);
+        running.await.unwrap();
+        let v = slow.view();
+        assert_eq!(
+            (v.last_eval, v.series.len(), v.alerts.len()),
+            (Some(end), 1, 1)
+        );
+        assert_eq!(v.health, Health::Ok);
+        assert_eq!(sink.sent().len(), 2);
     }
 
     #[tokio::test]

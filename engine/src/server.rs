@@ -43,7 +43,8 @@ use crate::alert::Alert;
 use crate::evaluate::{horizon_label, steps};
 use crate::exposition::CONTENT_TYPE;
 use crate::notify::NotifySink;
-use crate::scheduler::{BAND_LEVEL, Engine, Health, label_hash};
+pub use crate::rule_state::series_id;
+use crate::scheduler::{BAND_LEVEL, Engine, Health};
 
 /// A request to reload the configuration, answered with the outcome.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -371,14 +372,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn ready(State(s): State<AppState>) -> Response {
     let e = s.engine.read().await.clone();
-    for r in &e.rules {
-        if r.lock().await.last_eval.is_none() {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "prognos is not ready: rules not yet evaluated.\n",
-            )
-                .into_response();
-        }
+    if e.rules.iter().any(|r| r.view().last_eval.is_none()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "prognos is not ready: rules not yet evaluated.\n",
+        )
+            .into_response();
     }
     "prognos is ready.\n".into_response()
 }
@@ -407,11 +406,11 @@ async fn alerts(State(s): State<AppState>) -> Response {
     let e = s.engine.read().await.clone();
     let mut out = Vec::new();
     for r in &e.rules {
-        let rt = r.lock().await;
-        for a in rt.alerts.active() {
+        let view = r.view();
+        for a in &view.alerts {
             out.push(
                 serde_json::to_value(AlertView {
-                    rule: &rt.id,
+                    rule: &view.id,
                     alert: a,
                 })
                 .unwrap_or_default(),
@@ -422,7 +421,7 @@ async fn alerts(State(s): State<AppState>) -> Response {
 }
 
 #[derive(Serialize)]
-struct RuleView {
+struct RuleSummary {
     id: String,
     group: String,
     name: String,
@@ -438,42 +437,40 @@ struct RuleView {
 
 async fn rules(State(s): State<AppState>) -> Response {
     let e = s.engine.read().await.clone();
-    let mut out = Vec::new();
-    for r in &e.rules {
-        let rt = r.lock().await;
-        out.push(RuleView {
-            id: rt.id.clone(),
-            group: rt.group.clone(),
-            name: rt.rule.name.clone(),
-            expr: rt.rule.expr.clone(),
-            model: rt.rule.model.to_string(),
-            health: rt.health,
-            last_error: rt.last_error.as_deref().map(shown_error),
-            last_evaluation: rt.last_eval,
-            evaluation_seconds: rt.last_duration.as_secs_f64(),
-            series: rt.series.len(),
-            alerts_active: rt.alerts.active().count(),
-        });
-    }
+    let out: Vec<RuleSummary> = e
+        .rules
+        .iter()
+        .map(|r| {
+            let v = r.view();
+            RuleSummary {
+                id: v.id.clone(),
+                group: v.group.clone(),
+                name: v.rule.name.clone(),
+                expr: v.rule.expr.clone(),
+                model: v.rule.model.to_string(),
+                health: v.health,
+                last_error: v.last_error.as_deref().map(shown_error),
+                last_evaluation: v.last_eval,
+                evaluation_seconds: v.last_duration.as_secs_f64(),
+                series: v.series.len(),
+                alerts_active: v.alerts.len(),
+            }
+        })
+        .collect();
     ok(serde_json::json!({ "rules": out })).into_response()
-}
-
-/// A series' id in the API: the hash of its rule and labels, in hex.
-pub fn series_id(rule: &str, key: &str) -> String {
-    format!("{:016x}", label_hash(&format!("{rule}\u{0}{key}")))
 }
 
 async fn series(State(s): State<AppState>) -> Response {
     let e = s.engine.read().await.clone();
     let mut out = Vec::new();
     for r in &e.rules {
-        let rt = r.lock().await;
-        for (k, s) in &rt.series {
+        let view = r.view();
+        for s in &view.series {
             out.push(serde_json::json!({
-                "id": series_id(&rt.id, k),
-                "rule": rt.id,
+                "id": s.id,
+                "rule": view.id,
                 "labels": s.labels,
-                "model": s.model_name(),
+                "model": s.model,
                 "last_timestamp": s.last_ts,
                 "last_value": s.last_value,
                 "anomaly_score": s.score,
@@ -502,72 +499,83 @@ async fn forecast(
 ) -> Response {
     let e = state.engine.read().await.clone();
     let level = Level::try_from(BAND_LEVEL).expect("a constant level in (0, 1)");
-    for r in &e.rules {
-        let rt = r.lock().await;
-        for (k, s) in &rt.series {
-            if series_id(&rt.id, k) != id {
-                continue;
-            }
-            let step = s.step();
-            let default_steps = rt
-                .rule
-                .horizons
-                .iter()
-                .map(|&h| steps(h, step))
-                .max()
-                .unwrap_or(12);
-            let n = q
-                .steps
-                .unwrap_or(default_steps)
-                .clamp(1, crate::evaluate::MAX_LOOKAHEAD_STEPS);
-            let f = s.forecast(n, level);
-            let path: Vec<_> = (0..f.len())
-                .map(|i| {
-                    serde_json::json!({
-                        "timestamp": s.last_ts + step * (i as i64 + 1),
-                        "yhat": f.point[i], "yhat_lower": f.lower[i], "yhat_upper": f.upper[i],
-                    })
+    // Found in the views, which never wait for an evaluation.
+    let found = e.rules.iter().find_map(|r| {
+        let view = r.view();
+        let at = view.series.iter().position(|s| s.id == id)?;
+        Some((r.clone(), view, at))
+    });
+    let Some((handle, view, at)) = found else {
+        return not_found(&id);
+    };
+    let s = &view.series[at];
+    let rule = &view.rule;
+    let step = s.step;
+    let default_steps = rule
+        .horizons
+        .iter()
+        .map(|&h| steps(h, step))
+        .max()
+        .unwrap_or(12);
+    let n = q
+        .steps
+        .unwrap_or(default_steps)
+        .clamp(1, crate::evaluate::MAX_LOOKAHEAD_STEPS);
+    // The path needs the model: its rule's lock is only ever held for
+    // in-memory work, never across a query or a fit.
+    let path = {
+        let rt = handle.lock().await;
+        let Some(m) = rt.series.get(&s.key) else {
+            return not_found(&id);
+        };
+        let f = m.forecast(n, level);
+        let last_ts = m.last_ts;
+        (0..f.len())
+            .map(|i| {
+                serde_json::json!({
+                    "timestamp": last_ts + step * (i as i64 + 1),
+                    "yhat": f.point[i], "yhat_lower": f.lower[i], "yhat_upper": f.upper[i],
                 })
-                .collect();
-            let verdict = rt.verdicts.get(k);
-            let window = q
-                .history
-                .unwrap_or(DEFAULT_HISTORY_SECS)
-                .clamp(0, 30 * 86_400);
-            let (rule, labels, last_ts) = (rt.rule.clone(), s.labels.clone(), s.last_ts);
-            let mut body = serde_json::json!({
-                "id": id,
-                "rule": rt.id,
-                "labels": s.labels,
-                "model": s.model_name(),
-                "level": BAND_LEVEL,
-                "last": {"timestamp": s.last_ts, "value": s.last_value, "anomaly_score": s.score},
-                "expected": s.expected.map(|(p, lo, hi)| serde_json::json!({"yhat": p, "yhat_lower": lo, "yhat_upper": hi})),
-                "horizons": rt.rule.horizons.iter().map(|&h| horizon_label(h)).collect::<Vec<_>>(),
-                "time_to_threshold": verdict.and_then(|v| v.eta_text.clone()),
-                "forecast": path,
-            });
-            drop(rt);
-            // Prometheus holds the history; ask it without holding the rule's lock.
-            let history = if window > 0 {
-                match e.recent_history(&rule, &labels, last_ts, window).await {
-                    Ok(h) => serde_json::json!(
-                        h.iter()
-                            .map(|(t, v)| serde_json::json!({"timestamp": t, "value": v}))
-                            .collect::<Vec<_>>()
-                    ),
-                    Err(err) => serde_json::json!({"error": shown_error(&err.to_string())}),
-                }
-            } else {
-                serde_json::json!([])
-            };
-            body["history"] = history;
-            return ok(body).into_response();
+            })
+            .collect::<Vec<_>>()
+    };
+    let window = q
+        .history
+        .unwrap_or(DEFAULT_HISTORY_SECS)
+        .clamp(0, 30 * 86_400);
+    let mut body = serde_json::json!({
+        "id": id,
+        "rule": view.id,
+        "labels": s.labels,
+        "model": s.model,
+        "level": BAND_LEVEL,
+        "last": {"timestamp": s.last_ts, "value": s.last_value, "anomaly_score": s.score},
+        "expected": s.expected.map(|(p, lo, hi)| serde_json::json!({"yhat": p, "yhat_lower": lo, "yhat_upper": hi})),
+        "horizons": rule.horizons.iter().map(|&h| horizon_label(h)).collect::<Vec<_>>(),
+        "time_to_threshold": s.eta_text,
+        "forecast": path,
+    });
+    // Prometheus holds the history.
+    let history = if window > 0 {
+        match e.recent_history(rule, &s.labels, s.last_ts, window).await {
+            Ok(h) => serde_json::json!(
+                h.iter()
+                    .map(|(t, v)| serde_json::json!({"timestamp": t, "value": v}))
+                    .collect::<Vec<_>>()
+            ),
+            Err(err) => serde_json::json!({"error": shown_error(&err.to_string())}),
         }
-    }
+    } else {
+        serde_json::json!([])
+    };
+    body["history"] = history;
+    ok(body).into_response()
+}
+
+fn not_found(id: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
-        Json(serde_json::json!({"status": "error", "error": format!("no series with id {}", excerpt(&id, 64))})),
+        Json(serde_json::json!({"status": "error", "error": format!("no series with id {}", excerpt(id, 64))})),
     )
         .into_response()
 }

@@ -230,11 +230,11 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
         while t <= scenario.end {
             *timeline.now.lock().unwrap_or_else(|e| e.into_inner()) = t;
             for r in &engine.rules {
-                let mut rt = r.lock().await;
-                if t % intervals.get(&rt.group).copied().unwrap_or(tick) != 0 {
+                if t % intervals.get(&r.group).copied().unwrap_or(tick) != 0 {
                     continue;
                 }
-                engine.evaluate_rule(&mut rt, t).await;
+                engine.evaluate_rule(r, t).await;
+                let rt = r.lock().await;
                 for a in newly_pending(&rt, &mut open_pending) {
                     pending.push(seen(t, "pending", &a.labels, a.value));
                 }

@@ -179,19 +179,19 @@ async fn serve(
     let engine = Arc::new(lasting.engine(config)?);
     if !once {
         notify.apply(notifications).await?;
-        notify.resync(&engine).await;
+        notify.resync(&engine);
         engine.resolve_removed_rules(unix_now());
     }
     if once {
         engine.evaluate_all(unix_now()).await;
         for r in &engine.rules {
-            let rt = r.lock().await;
+            let v = r.view();
             println!(
                 "{:<40} {:>6} series  {:>3} alerts  {}",
-                rt.id,
-                rt.series.len(),
-                rt.alerts.active().count(),
-                rt.last_error.as_deref().unwrap_or("ok")
+                v.id,
+                v.series.len(),
+                v.alerts.len(),
+                v.last_error.as_deref().unwrap_or("ok")
             );
         }
         return Ok(());
@@ -307,14 +307,12 @@ fn spawn_groups(engine: Arc<Engine>) -> (watch::Sender<bool>, Vec<JoinHandle<()>
             // Evaluate at once on start, then on aligned slots.
             let mut slot = unix_now();
             loop {
-                for r in &engine.rules {
+                // Only this group's rules: a slow rule of another group never holds it.
+                for r in engine.rules.iter().filter(|r| r.group == g.name) {
                     if *stop.borrow() {
                         return;
                     }
-                    let mut rt = r.lock().await;
-                    if rt.group == g.name {
-                        engine.evaluate_rule(&mut rt, slot).await;
-                    }
+                    engine.evaluate_rule(r, slot).await;
                 }
                 let lag = (unix_now() - slot).max(0) as f64;
                 engine
