@@ -66,6 +66,8 @@ pub struct Metrics {
     pub alerts: Family<LabelPairs, Gauge>,
     /// Evaluation slots missed because the previous evaluation ran late, by group.
     pub missed_evaluations: Family<LabelPairs, Counter>,
+    /// Failed operations of the stores, by store (`state`, `notify`).
+    pub store_errors: Family<LabelPairs, Counter>,
     /// The (rule, kind) pairs `errors` holds, so a removed rule's are found.
     error_kinds: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
@@ -107,6 +109,7 @@ impl Metrics {
         let series_limit_dropped = Family::default();
         let alerts = Family::default();
         let missed_evaluations = Family::default();
+        let store_errors = Family::default();
         let r = &mut registry;
         prognos_exporters::process::register(r);
         r.register(
@@ -181,6 +184,11 @@ impl Metrics {
             "Evaluation slots skipped because the previous one ran late",
             missed_evaluations.clone(),
         );
+        r.register(
+            "prognos_store_errors",
+            "Failed operations of a store (state: alert state; notify: outbox, groups, audit); each closes the store until it is reopened",
+            store_errors.clone(),
+        );
         Self {
             registry,
             expected,
@@ -199,6 +207,7 @@ impl Metrics {
             series_limit_dropped,
             alerts,
             missed_evaluations,
+            store_errors,
             error_kinds: Default::default(),
         }
     }

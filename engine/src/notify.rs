@@ -50,6 +50,17 @@ impl NotifySink {
         })
     }
 
+    /// Whether the notification store can be written (see
+    /// [`prognos_notifiers::database::Reopening`]).
+    pub fn store_healthy(&self) -> bool {
+        self.store.healthy()
+    }
+
+    /// Counts the notification store's failures in `counter`.
+    pub fn count_store_errors_in(&self, counter: prometheus_client::metrics::counter::Counter) {
+        self.store.count_errors_in(counter);
+    }
+
     /// Builds a notifier for `config` (None: notifications off) and puts it
     /// in force once the old one's loops have stopped (see
     /// [`NotifySink::stop`]); on error the running one stays.

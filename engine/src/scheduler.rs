@@ -117,6 +117,12 @@ impl Engine {
         })
     }
 
+    /// Whether the alert state store can be written (a failed write closes
+    /// it until it can be reopened).
+    pub fn store_healthy(&self) -> bool {
+        self.store.healthy()
+    }
+
     /// Resolves the alerts that rules removed from the configuration while
     /// prognos was stopped left firing: each is announced as resolved once,
     /// then their saved state is forgotten. Call once the sink is ready.
@@ -661,9 +667,13 @@ impl Engine {
             return events;
         }
         if let Err(e) = self.store.save(&[(rt.id.as_str(), &rt.alerts)]) {
-            tracing::error!(rule = %rt.id, error = %e, "Could not save alert state; events held back.");
+            // The state goes back to what the store holds, so the next
+            // evaluation finds these transitions again: held back, not lost.
+            tracing::error!(rule = %rt.id, error = %e, "Could not save alert state; its transitions are held back until it can be.");
             self.metrics.count_error(&rt.id, "store");
-            rt.saved = None;
+            if let Some(saved) = &rt.saved {
+                rt.alerts = saved.clone();
+            }
             return Vec::new();
         }
         rt.saved = Some(rt.alerts.clone());
@@ -964,6 +974,41 @@ mod tests {
         > {
             self.inner.query(expr, time)
         }
+    }
+
+    /// Finding 7 of issue 11: a failed write of the alert state dropped the
+    /// evaluation's transitions for good (the state had moved on), and the
+    /// store was never reopened. Now the transition is held back, found
+    /// again once the store is back, and announced once.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_state_write_holds_transitions_back_and_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = 1_700_000_000 / 60 * 60;
+        let store = Arc::new(AlertStore::open(&dir.path().join("state.redb")).unwrap());
+        let sink = Arc::new(Recorder::default());
+        let e = engine(config_with(dir.path(), &["Full"]), &store, &sink, end);
+        store.inject_faults(1);
+        e.evaluate_all(end).await;
+        assert!(sink.sent().is_empty(), "announced without being saved");
+        assert!(!e.store_healthy());
+        assert!(
+            e.metrics
+                .encode()
+                .contains(r#"prognos_errors_total{rule="g/Full",kind="store"} 1"#)
+        );
+        // Still closed on the next slot: held back again, not lost.
+        e.evaluate_all(end + 60).await;
+        assert!(sink.sent().is_empty());
+        tokio::time::advance(prognos_notifiers::database::REOPEN_FIRST).await;
+        assert!(e.store_healthy());
+        e.evaluate_all(end + 120).await;
+        e.evaluate_all(end + 180).await;
+        assert_eq!(sink.sent(), [("Full".to_string(), "Firing".to_string())]);
+        // What was announced is what a restart finds.
+        drop(e);
+        let again = engine(config_with(dir.path(), &["Full"]), &store, &sink, end);
+        again.evaluate_all(end + 240).await;
+        assert_eq!(sink.sent().len(), 1, "announced twice after a restart");
     }
 
     /// Finding 1 of issue 11: a rule waiting on Prometheus held its lock, and

@@ -372,6 +372,14 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn ready(State(s): State<AppState>) -> Response {
     let e = s.engine.read().await.clone();
+    let notify_ok = s.notify.as_ref().is_none_or(|n| n.store_healthy());
+    if !e.store_healthy() || !notify_ok {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "prognos is not ready: a store cannot be written (is the disk full? see prognos_store_errors_total and the log).\n",
+        )
+            .into_response();
+    }
     if e.rules.iter().any(|r| r.view().last_eval.is_none()) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -3,9 +3,14 @@
 //! store, and a corrupt one gives an error naming the file and what to do,
 //! never a panic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use redb::Database;
+use tokio::time::Instant;
 
 /// Why a store file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,172 @@ pub fn open_database(path: &Path) -> Result<(Database, Found), OpenError> {
     }
 }
 
+/// First wait before reopening a store closed by a failure; it doubles with
+/// each failure in a row, up to [`REOPEN_MAX`].
+pub const REOPEN_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between attempts to reopen a failed store.
+pub const REOPEN_MAX: Duration = Duration::from_secs(60);
+
+/// A redb database that survives its own failures. redb refuses every write
+/// after an I/O error (a full disk: "close and re-open the database"), so an
+/// operation that fails closes the database, counts the error and logs it
+/// once; the next operation after a backoff (1 s, doubling to 60 s) reopens
+/// the file — redb recovers it to its last commit — and goes on. Until then
+/// operations fail fast and [`Reopening::healthy`] is false, which
+/// `/-/ready` reports.
+#[derive(Debug)]
+pub struct Reopening {
+    path: PathBuf,
+    slot: Mutex<Slot>,
+    errors: std::sync::RwLock<Counter>,
+    faults: AtomicU32,
+}
+
+#[derive(Debug)]
+struct Slot {
+    db: Option<Arc<Database>>,
+    failures: u32,
+    retry_at: Instant,
+    last_error: String,
+}
+
+impl Reopening {
+    /// Opens (or creates) the database at `path`, as [`open_database`].
+    pub fn open(path: &Path) -> Result<(Self, Found), OpenError> {
+        let (db, found) = open_database(path)?;
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                slot: Mutex::new(Slot {
+                    db: Some(Arc::new(db)),
+                    failures: 0,
+                    retry_at: Instant::now(),
+                    last_error: String::new(),
+                }),
+                errors: std::sync::RwLock::new(Counter::default()),
+                faults: AtomicU32::new(0),
+            },
+            found,
+        ))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Counts its failures (operations that failed, and reopenings that
+    /// did) in `counter` from now on, with those counted so far: a member
+    /// of `prognos_store_errors_total`.
+    pub fn count_errors_in(&self, counter: Counter) {
+        let mut errors = self.errors.write().unwrap_or_else(|e| e.into_inner());
+        counter.inc_by(errors.get());
+        *errors = counter;
+    }
+
+    fn count_error(&self) {
+        self.errors.read().unwrap_or_else(|e| e.into_inner()).inc();
+    }
+
+    /// Whether the database is open, reopening it first when a failure closed
+    /// it and its backoff has passed.
+    pub fn healthy(&self) -> bool {
+        self.database().is_ok()
+    }
+
+    /// Makes the next `n` operations fail as a failed write would, before
+    /// touching the file (fault-injection tests: a crash or a full disk at
+    /// the k-th commit).
+    pub fn inject_faults(&self, n: u32) {
+        self.faults.store(n, Ordering::SeqCst);
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open database, reopened if a failure closed it and the backoff
+    /// has passed; otherwise why not.
+    fn database(&self) -> Result<Arc<Database>, String> {
+        let mut slot = self.slot();
+        if let Some(db) = &slot.db {
+            return Ok(db.clone());
+        }
+        let now = Instant::now();
+        if now < slot.retry_at {
+            return Err(format!(
+                "closed after a failure, reopening in {} s (last error: {})",
+                (slot.retry_at - now).as_secs().max(1),
+                slot.last_error
+            ));
+        }
+        match open_database(&self.path) {
+            Ok((db, _)) => {
+                tracing::info!(path = %self.path.display(), failures = slot.failures, "Store reopened after a failure.");
+                let db = Arc::new(db);
+                slot.db = Some(db.clone());
+                Ok(db)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.closed(&mut slot, &message);
+                Err(message)
+            }
+        }
+    }
+
+    /// Closes the database after a failure and schedules its reopening.
+    fn closed(&self, slot: &mut Slot, message: &str) {
+        self.count_error();
+        if slot.db.is_some() || slot.failures == 0 {
+            tracing::error!(path = %self.path.display(), error = %message, "Store failed; it is closed and will be reopened (is the disk full?).");
+        }
+        slot.db = None;
+        let wait = REOPEN_FIRST
+            .saturating_mul(1 << slot.failures.min(16))
+            .min(REOPEN_MAX);
+        slot.failures = slot.failures.saturating_add(1);
+        slot.retry_at = Instant::now() + wait;
+        slot.last_error = crate::secret::excerpt(message, 300);
+    }
+
+    /// Runs `op` on the database. When it fails the database is closed (see
+    /// the type's documentation); `closed` makes the caller's error from a
+    /// message when the database is closed or an injected fault fires.
+    pub fn with<T, E: std::fmt::Display>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, E>,
+        closed: impl FnOnce(String) -> E,
+    ) -> Result<T, E> {
+        let db = match self.database() {
+            Ok(db) => db,
+            Err(message) => return Err(closed(message)),
+        };
+        let injected = self
+            .faults
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let result = if injected {
+            Err(closed("injected fault".to_string()))
+        } else {
+            op(&db)
+        };
+        let mut slot = self.slot();
+        match &result {
+            // Only the first failure of an open database closes it.
+            Err(e) if slot.db.as_ref().is_some_and(|d| Arc::ptr_eq(d, &db)) => {
+                self.closed(&mut slot, &e.to_string());
+            }
+            Err(_) => {}
+            // The backoff starts over once an operation succeeds, not when
+            // a reopening does: a full disk lets redb reopen, then fails the write.
+            Ok(_) => slot.failures = 0,
+        }
+        drop(slot);
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +285,67 @@ mod tests {
         }
         std::fs::write(&path, &bytes).unwrap();
         path
+    }
+
+    const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+
+    fn put(r: &Reopening, k: u64) -> Result<(), String> {
+        r.with(
+            |db| {
+                let tx = db.begin_write().map_err(|e| e.to_string())?;
+                tx.open_table(T)
+                    .map_err(|e| e.to_string())?
+                    .insert(k, k)
+                    .map_err(|e| e.to_string())?;
+                tx.commit().map_err(|e| e.to_string())
+            },
+            |m| m,
+        )
+    }
+
+    fn count(r: &Reopening) -> Result<u64, String> {
+        r.with(
+            |db| {
+                let tx = db.begin_read().map_err(|e| e.to_string())?;
+                let t = tx.open_table(T).map_err(|e| e.to_string())?;
+                redb::ReadableTableMetadata::len(&t).map_err(|e| e.to_string())
+            },
+            |m| m,
+        )
+    }
+
+    /// Finding 7 of issue 11: after a failed write redb refuses every other
+    /// one until the database is reopened; prognos never reopened it.
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_closes_the_store_until_it_is_reopened_after_a_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = Reopening::open(&dir.path().join("s.redb")).unwrap();
+        let counter = Counter::default();
+        r.count_errors_in(counter.clone());
+        put(&r, 1).unwrap();
+        r.inject_faults(1);
+        assert_eq!(put(&r, 2).unwrap_err(), "injected fault");
+        assert_eq!(counter.get(), 1);
+        // Closed: operations fail fast, without touching the file, until the backoff passes.
+        assert!(!r.healthy());
+        let e = put(&r, 3).unwrap_err();
+        assert!(e.contains("reopening in 1 s"), "{e}");
+        tokio::time::advance(REOPEN_FIRST).await;
+        assert!(r.healthy(), "reopened once the backoff passed");
+        put(&r, 4).unwrap();
+        // What was committed before the failure is there; the failed writes are not.
+        assert_eq!(count(&r).unwrap(), 2);
+        assert_eq!(counter.get(), 1);
+        // Failures in a row back off longer: 1 s, then 2 s.
+        r.inject_faults(2);
+        put(&r, 5).unwrap_err();
+        tokio::time::advance(REOPEN_FIRST).await;
+        put(&r, 6).unwrap_err();
+        tokio::time::advance(REOPEN_FIRST).await;
+        assert!(!r.healthy(), "the second wait is 2 s");
+        tokio::time::advance(REOPEN_FIRST).await;
+        assert!(r.healthy());
+        assert_eq!(counter.get(), 3);
     }
 
     #[test]

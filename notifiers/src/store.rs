@@ -17,10 +17,10 @@
 
 use std::path::Path;
 
-use crate::database::open_database;
+use crate::database::Reopening;
 use redb::{
-    Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
-    TableDefinition, WriteTransaction,
+    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +98,7 @@ pub enum StoreError {
 /// The durable outbox, dedup tables, state blobs and remediation audit log.
 #[derive(Debug)]
 pub struct NotifyStore {
-    db: Database,
+    db: Reopening,
     path: String,
 }
 
@@ -106,14 +106,13 @@ impl NotifyStore {
     /// Opens (or creates) the store at `path`, creating its tables.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let p = path.display().to_string();
-        let (db, _) = open_database(path).map_err(|e| StoreError::Db {
+        let (db, _) = Reopening::open(path).map_err(|e| StoreError::Db {
             path: p.clone(),
             message: e.to_string(),
         })?;
         let store = Self { db, path: p };
         // Create every table once, so readers never meet a missing one.
-        let tx = store.db.begin_write().map_err(|e| store.err(e))?;
-        {
+        store.write(|tx| {
             tx.open_table(OUTBOX).map_err(|e| store.err(e))?;
             tx.open_table(DUE).map_err(|e| store.err(e))?;
             tx.open_table(CREATED).map_err(|e| store.err(e))?;
@@ -122,9 +121,55 @@ impl NotifyStore {
             tx.open_table(STATE).map_err(|e| store.err(e))?;
             tx.open_table(AUDIT).map_err(|e| store.err(e))?;
             tx.open_table(AUDIT_TIME).map_err(|e| store.err(e))?;
-        }
-        tx.commit().map_err(|e| store.err(e))?;
+            Ok(())
+        })?;
         Ok(store)
+    }
+
+    /// Runs `f` in a write transaction and commits it, through the
+    /// reopening database (a failure closes it until it can be reopened).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.db.with(
+            |db| {
+                let tx = db.begin_write().map_err(|e| self.err(e))?;
+                let out = f(&tx)?;
+                tx.commit().map_err(|e| self.err(e))?;
+                Ok(out)
+            },
+            |m| self.err(m),
+        )
+    }
+
+    /// Runs `f` in a read transaction.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.db.with(
+            |db| {
+                let tx = db.begin_read().map_err(|e| self.err(e))?;
+                f(&tx)
+            },
+            |m| self.err(m),
+        )
+    }
+
+    /// Whether the store can be written (see [`Reopening`]).
+    pub fn healthy(&self) -> bool {
+        self.db.healthy()
+    }
+
+    /// Counts its failures in `counter` (see [`Reopening::count_errors_in`]).
+    pub fn count_errors_in(&self, counter: prometheus_client::metrics::counter::Counter) {
+        self.db.count_errors_in(counter);
+    }
+
+    /// Makes the next `n` operations fail (fault-injection tests).
+    pub fn inject_faults(&self, n: u32) {
+        self.db.inject_faults(n);
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -172,64 +217,65 @@ impl NotifyStore {
         states: &[(&str, &str)],
         records: &[AuditRecord],
     ) -> Result<usize, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut added = 0;
-        {
-            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
-            let mut due = tx.open_table(DUE).map_err(|e| self.err(e))?;
-            let mut created = tx.open_table(CREATED).map_err(|e| self.err(e))?;
-            let delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
-            for e in entries {
-                let id = e.id.as_str();
-                if outbox.get(id).map_err(|e| self.err(e))?.is_some()
-                    || delivered.get(id).map_err(|e| self.err(e))?.is_some()
-                {
-                    continue;
+        self.write(|tx| {
+            let mut added = 0;
+            {
+                let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+                let mut due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+                let mut created = tx.open_table(CREATED).map_err(|e| self.err(e))?;
+                let delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+                for e in entries {
+                    let id = e.id.as_str();
+                    if outbox.get(id).map_err(|e| self.err(e))?.is_some()
+                        || delivered.get(id).map_err(|e| self.err(e))?.is_some()
+                    {
+                        continue;
+                    }
+                    let json = serde_json::to_string(e).map_err(|e| self.err(e))?;
+                    outbox
+                        .insert(id, (e.next_attempt_at, e.created_at, json.as_str()))
+                        .map_err(|e| self.err(e))?;
+                    due.insert((e.next_attempt_at, id), ())
+                        .map_err(|e| self.err(e))?;
+                    created
+                        .insert((e.created_at, id), ())
+                        .map_err(|e| self.err(e))?;
+                    added += 1;
                 }
-                let json = serde_json::to_string(e).map_err(|e| self.err(e))?;
-                outbox
-                    .insert(id, (e.next_attempt_at, e.created_at, json.as_str()))
-                    .map_err(|e| self.err(e))?;
-                due.insert((e.next_attempt_at, id), ())
-                    .map_err(|e| self.err(e))?;
-                created
-                    .insert((e.created_at, id), ())
-                    .map_err(|e| self.err(e))?;
-                added += 1;
+                let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+                for (name, json) in states {
+                    state.insert(*name, *json).map_err(|e| self.err(e))?;
+                }
+                for r in records {
+                    self.write_audit(tx, r)?;
+                }
             }
-            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
-            for (name, json) in states {
-                state.insert(*name, *json).map_err(|e| self.err(e))?;
-            }
-            for r in records {
-                self.write_audit(&tx, r)?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(added)
+            Ok(added)
+        })
     }
 
     /// Entries due at `now` (`next_attempt_at <= now`), earliest due first, at most `limit`.
     pub fn due(&self, now: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let due = tx.open_table(DUE).map_err(|e| self.err(e))?;
-        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        // The index is ordered by time: stop at the first entry not yet due.
-        for row in due.iter().map_err(|e| self.err(e))? {
-            if out.len() >= limit {
-                break;
+        self.read(|tx| {
+            let due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+            let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            // The index is ordered by time: stop at the first entry not yet due.
+            for row in due.iter().map_err(|e| self.err(e))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, _) = row.map_err(|e| self.err(e))?;
+                let (at, id) = k.value();
+                if at > now {
+                    break;
+                }
+                if let Some(v) = outbox.get(id).map_err(|e| self.err(e))? {
+                    out.push(self.decode("outbox", id, v.value().2)?);
+                }
             }
-            let (k, _) = row.map_err(|e| self.err(e))?;
-            let (at, id) = k.value();
-            if at > now {
-                break;
-            }
-            if let Some(v) = outbox.get(id).map_err(|e| self.err(e))? {
-                out.push(self.decode("outbox", id, v.value().2)?);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Every pending entry, earliest due first (for the API and metrics).
@@ -239,10 +285,11 @@ impl NotifyStore {
 
     /// The earliest `next_attempt_at`, if anything is pending.
     pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let due = tx.open_table(DUE).map_err(|e| self.err(e))?;
-        let first = due.first().map_err(|e| self.err(e))?;
-        Ok(first.map(|(k, _)| k.value().0))
+        self.read(|tx| {
+            let due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+            let first = due.first().map_err(|e| self.err(e))?;
+            Ok(first.map(|(k, _)| k.value().0))
+        })
     }
 
     /// Removes an entry (and its index rows) if present.
@@ -264,123 +311,130 @@ impl NotifyStore {
     /// A send was acknowledged: removes the entry and records its id as
     /// delivered (at `now`) in one durable transaction.
     pub fn acknowledge(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        self.remove_entry(&tx, id)?;
-        {
-            let mut delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
-            delivered.insert(id, now).map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.write(|tx| {
+            self.remove_entry(tx, id)?;
+            {
+                let mut delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+                delivered.insert(id, now).map_err(|e| self.err(e))?;
+            }
+            Ok(())
+        })
     }
 
     /// A send failed: stores the entry's new attempts, next_attempt_at,
     /// progress and last_error. An entry no longer in the outbox (acknowledged
     /// or abandoned meanwhile) is not brought back.
     pub fn reschedule(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let id = entry.id.as_str();
-            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
-            let old = outbox.get(id).map_err(|e| self.err(e))?.map(|v| {
-                let (next, created, _) = v.value();
-                (next, created)
-            });
-            let Some((old_next, created)) = old else {
-                return Ok(());
-            };
-            // created_at stays as first stored, so the age index stays consistent.
-            let mut e = entry.clone();
-            e.created_at = created;
-            let json = serde_json::to_string(&e).map_err(|e| self.err(e))?;
-            outbox
-                .insert(id, (e.next_attempt_at, created, json.as_str()))
-                .map_err(|e| self.err(e))?;
-            let mut due = tx.open_table(DUE).map_err(|e| self.err(e))?;
-            due.remove((old_next, id)).map_err(|e| self.err(e))?;
-            due.insert((e.next_attempt_at, id), ())
-                .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.write(|tx| {
+            {
+                let id = entry.id.as_str();
+                let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+                let old = outbox.get(id).map_err(|e| self.err(e))?.map(|v| {
+                    let (next, created, _) = v.value();
+                    (next, created)
+                });
+                let Some((old_next, created)) = old else {
+                    return Ok(());
+                };
+                // created_at stays as first stored, so the age index stays consistent.
+                let mut e = entry.clone();
+                e.created_at = created;
+                let json = serde_json::to_string(&e).map_err(|e| self.err(e))?;
+                outbox
+                    .insert(id, (e.next_attempt_at, created, json.as_str()))
+                    .map_err(|e| self.err(e))?;
+                let mut due = tx.open_table(DUE).map_err(|e| self.err(e))?;
+                due.remove((old_next, id)).map_err(|e| self.err(e))?;
+                due.insert((e.next_attempt_at, id), ())
+                    .map_err(|e| self.err(e))?;
+            }
+            Ok(())
+        })
     }
 
     /// Gives an entry up (too old, or a permanent failure): removes it and
     /// records it as abandoned (id, reason, time).
     pub fn abandon(&self, id: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        self.remove_entry(&tx, id)?;
-        {
-            let mut abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
-            abandoned
-                .insert(id, (now, reason))
-                .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.write(|tx| {
+            self.remove_entry(tx, id)?;
+            {
+                let mut abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
+                abandoned
+                    .insert(id, (now, reason))
+                    .map_err(|e| self.err(e))?;
+            }
+            Ok(())
+        })
     }
 
     /// Whether `id` was acknowledged (and not pruned since).
     pub fn was_delivered(&self, id: &str) -> Result<bool, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
-        Ok(delivered.get(id).map_err(|e| self.err(e))?.is_some())
+        self.read(|tx| {
+            let delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+            Ok(delivered.get(id).map_err(|e| self.err(e))?.is_some())
+        })
     }
 
     /// Why and when `id` was abandoned, if it was (and not pruned since).
     pub fn abandoned(&self, id: &str) -> Result<Option<(i64, String)>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
-        let row = abandoned.get(id).map_err(|e| self.err(e))?;
-        Ok(row.map(|v| {
-            let (at, reason) = v.value();
-            (at, reason.to_string())
-        }))
+        self.read(|tx| {
+            let abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
+            let row = abandoned.get(id).map_err(|e| self.err(e))?;
+            Ok(row.map(|v| {
+                let (at, reason) = v.value();
+                (at, reason.to_string())
+            }))
+        })
     }
 
     /// The outbox's depth and its oldest entry's `created_at`.
     pub fn depth(&self) -> Result<(usize, Option<i64>), StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
-        let created = tx.open_table(CREATED).map_err(|e| self.err(e))?;
-        let n = outbox.len().map_err(|e| self.err(e))?;
-        let oldest = created.first().map_err(|e| self.err(e))?;
-        Ok((
-            usize::try_from(n).unwrap_or(usize::MAX),
-            oldest.map(|(k, _)| k.value().0),
-        ))
+        self.read(|tx| {
+            let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let created = tx.open_table(CREATED).map_err(|e| self.err(e))?;
+            let n = outbox.len().map_err(|e| self.err(e))?;
+            let oldest = created.first().map_err(|e| self.err(e))?;
+            Ok((
+                usize::try_from(n).unwrap_or(usize::MAX),
+                oldest.map(|(k, _)| k.value().0),
+            ))
+        })
     }
 
     /// Forgets delivered and abandoned ids recorded before `before`, keeping
     /// the dedup tables bounded. Returns how many were forgotten.
     pub fn prune(&self, before: i64) -> Result<usize, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut n = 0;
-        {
-            let mut delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
-            delivered
-                .retain(|_, at| {
-                    let keep = at >= before;
-                    n += usize::from(!keep);
-                    keep
-                })
-                .map_err(|e| self.err(e))?;
-            let mut abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
-            abandoned
-                .retain(|_, (at, _)| {
-                    let keep = at >= before;
-                    n += usize::from(!keep);
-                    keep
-                })
-                .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(n)
+        self.write(|tx| {
+            let mut n = 0;
+            {
+                let mut delivered = tx.open_table(DELIVERED).map_err(|e| self.err(e))?;
+                delivered
+                    .retain(|_, at| {
+                        let keep = at >= before;
+                        n += usize::from(!keep);
+                        keep
+                    })
+                    .map_err(|e| self.err(e))?;
+                let mut abandoned = tx.open_table(ABANDONED).map_err(|e| self.err(e))?;
+                abandoned
+                    .retain(|_, (at, _)| {
+                        let keep = at >= before;
+                        n += usize::from(!keep);
+                        keep
+                    })
+                    .map_err(|e| self.err(e))?;
+            }
+            Ok(n)
+        })
     }
 
     /// A named state blob (dispatcher state, silences, remediation governor).
     pub fn load_state(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let state = tx.open_table(STATE).map_err(|e| self.err(e))?;
-        let v = state.get(name).map_err(|e| self.err(e))?;
-        Ok(v.map(|v| v.value().to_string()))
+        self.read(|tx| {
+            let state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+            let v = state.get(name).map_err(|e| self.err(e))?;
+            Ok(v.map(|v| v.value().to_string()))
+        })
     }
 
     /// Saves a named state blob in a durable transaction.
@@ -390,9 +444,10 @@ impl NotifyStore {
 
     /// Inserts or replaces a remediation audit record by id.
     pub fn put_audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        self.write_audit(&tx, r)?;
-        tx.commit().map_err(|e| self.err(e))
+        self.write(|tx| {
+            self.write_audit(tx, r)?;
+            Ok(())
+        })
     }
 
     /// Inserts or replaces `r` within `tx`, keeping the time index right.
@@ -417,60 +472,62 @@ impl NotifyStore {
     /// reached a final status (one awaiting approval, or approved with its
     /// call still queued, stays). Returns how many were forgotten.
     pub fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut n = 0;
-        {
-            let mut audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
-            let mut time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
-            let old: Vec<(i64, String)> = time
-                .range(..(before, ""))
-                .map_err(|e| self.err(e))?
-                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?;
-            for (at, id) in old {
-                let finished = match audit.get(id.as_str()).map_err(|e| self.err(e))? {
-                    Some(v) => self
-                        .decode::<AuditRecord>("audit", &id, v.value().1)
-                        .map_or(true, |r| r.status.is_final()),
-                    None => true,
-                };
-                if finished {
-                    audit.remove(id.as_str()).map_err(|e| self.err(e))?;
-                    time.remove((at, id.as_str())).map_err(|e| self.err(e))?;
-                    n += 1;
+        self.write(|tx| {
+            let mut n = 0;
+            {
+                let mut audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+                let mut time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
+                let old: Vec<(i64, String)> = time
+                    .range(..(before, ""))
+                    .map_err(|e| self.err(e))?
+                    .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| self.err(e))?;
+                for (at, id) in old {
+                    let finished = match audit.get(id.as_str()).map_err(|e| self.err(e))? {
+                        Some(v) => self
+                            .decode::<AuditRecord>("audit", &id, v.value().1)
+                            .map_or(true, |r| r.status.is_final()),
+                        None => true,
+                    };
+                    if finished {
+                        audit.remove(id.as_str()).map_err(|e| self.err(e))?;
+                        time.remove((at, id.as_str())).map_err(|e| self.err(e))?;
+                        n += 1;
+                    }
                 }
             }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(n)
+            Ok(n)
+        })
     }
 
     /// One audit record by id.
     pub fn get_audit(&self, id: &str) -> Result<Option<AuditRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
-        let v = audit.get(id).map_err(|e| self.err(e))?;
-        v.map(|v| self.decode("audit", id, v.value().1)).transpose()
+        self.read(|tx| {
+            let audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+            let v = audit.get(id).map_err(|e| self.err(e))?;
+            v.map(|v| self.decode("audit", id, v.value().1)).transpose()
+        })
     }
 
     /// The newest `limit` audit records, newest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
-        let time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in time.iter().map_err(|e| self.err(e))?.rev() {
-            if out.len() >= limit {
-                break;
+        self.read(|tx| {
+            let audit = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
+            let time = tx.open_table(AUDIT_TIME).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for row in time.iter().map_err(|e| self.err(e))?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, _) = row.map_err(|e| self.err(e))?;
+                let (_, id) = k.value();
+                if let Some(v) = audit.get(id).map_err(|e| self.err(e))? {
+                    out.push(self.decode("audit", id, v.value().1)?);
+                }
             }
-            let (k, _) = row.map_err(|e| self.err(e))?;
-            let (_, id) = k.value();
-            if let Some(v) = audit.get(id).map_err(|e| self.err(e))? {
-                out.push(self.decode("audit", id, v.value().1)?);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -733,8 +790,7 @@ mod tests {
     #[test]
     fn a_corrupted_row_is_a_decode_error_naming_table_and_key() {
         let (_dir, _path, s) = open();
-        let tx = s.db.begin_write().unwrap();
-        {
+        s.write(|tx| {
             tx.open_table(OUTBOX)
                 .unwrap()
                 .insert("telegram-ops/bad", (5, 5, "{not json"))
@@ -747,8 +803,9 @@ mod tests {
                 .unwrap()
                 .insert("deadbeef", (5, "[]"))
                 .unwrap();
-        }
-        tx.commit().unwrap();
+            Ok(())
+        })
+        .unwrap();
         let e = s.due(10, 10).unwrap_err().to_string();
         assert!(
             e.contains("table outbox") && e.contains("\"telegram-ops/bad\""),

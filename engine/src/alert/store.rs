@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
-use prognos_notifiers::database::open_database;
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use prognos_notifiers::database::Reopening;
+use prometheus_client::metrics::counter::Counter;
+use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 use super::state::RuleAlerts;
 
@@ -39,7 +40,7 @@ pub enum StoreError {
 /// The alert state of every rule, on disk.
 #[derive(Debug)]
 pub struct AlertStore {
-    db: Database,
+    db: Reopening,
     path: String,
 }
 
@@ -47,11 +48,26 @@ impl AlertStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let p = path.display().to_string();
-        let (db, _) = open_database(path).map_err(|e| StoreError::Db {
+        let (db, _) = Reopening::open(path).map_err(|e| StoreError::Db {
             path: p.clone(),
             message: e.to_string(),
         })?;
         Ok(Self { db, path: p })
+    }
+
+    /// Whether the store can be written (see [`Reopening`]).
+    pub fn healthy(&self) -> bool {
+        self.db.healthy()
+    }
+
+    /// Counts its failures in `counter` (see [`Reopening::count_errors_in`]).
+    pub fn count_errors_in(&self, counter: Counter) {
+        self.db.count_errors_in(counter);
+    }
+
+    /// Makes the next `n` operations fail (fault-injection tests).
+    pub fn inject_faults(&self, n: u32) {
+        self.db.inject_faults(n);
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -63,7 +79,11 @@ impl AlertStore {
 
     /// Every rule's state.
     pub fn load_all(&self) -> Result<Vec<(String, RuleAlerts)>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        self.db.with(|db| self.read_all(db), |m| self.err(m))
+    }
+
+    fn read_all(&self, db: &redb::Database) -> Result<Vec<(String, RuleAlerts)>, StoreError> {
+        let tx = db.begin_read().map_err(|e| self.err(e))?;
         let table = match tx.open_table(ALERTS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -85,29 +105,39 @@ impl AlertStore {
 
     /// Writes the given rules' states in one durable transaction.
     pub fn save(&self, states: &[(&str, &RuleAlerts)]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut table = tx.open_table(ALERTS).map_err(|e| self.err(e))?;
-            for (rule, state) in states {
-                let json = serde_json::to_string(state).map_err(|e| self.err(e))?;
-                table
-                    .insert(*rule, json.as_str())
-                    .map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.db.with(
+            |db| {
+                let tx = db.begin_write().map_err(|e| self.err(e))?;
+                {
+                    let mut table = tx.open_table(ALERTS).map_err(|e| self.err(e))?;
+                    for (rule, state) in states {
+                        let json = serde_json::to_string(state).map_err(|e| self.err(e))?;
+                        table
+                            .insert(*rule, json.as_str())
+                            .map_err(|e| self.err(e))?;
+                    }
+                }
+                tx.commit().map_err(|e| self.err(e))
+            },
+            |m| self.err(m),
+        )
     }
 
     /// Forgets rules no longer configured.
     pub fn remove(&self, rules: &[&str]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut table = tx.open_table(ALERTS).map_err(|e| self.err(e))?;
-            for rule in rules {
-                table.remove(*rule).map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.db.with(
+            |db| {
+                let tx = db.begin_write().map_err(|e| self.err(e))?;
+                {
+                    let mut table = tx.open_table(ALERTS).map_err(|e| self.err(e))?;
+                    for rule in rules {
+                        table.remove(*rule).map_err(|e| self.err(e))?;
+                    }
+                }
+                tx.commit().map_err(|e| self.err(e))
+            },
+            |m| self.err(m),
+        )
     }
 }
 
@@ -149,12 +179,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         let store = AlertStore::open(&path).unwrap();
-        let tx = store.db.begin_write().unwrap();
-        tx.open_table(ALERTS)
-            .unwrap()
-            .insert("g/B", "{not json")
+        store
+            .db
+            .with(
+                |db| {
+                    let tx = db.begin_write().unwrap();
+                    tx.open_table(ALERTS)
+                        .unwrap()
+                        .insert("g/B", "{not json")
+                        .unwrap();
+                    tx.commit().unwrap();
+                    Ok(())
+                },
+                |m| store.err(m),
+            )
             .unwrap();
-        tx.commit().unwrap();
         let e = store.load_all().unwrap_err().to_string();
         assert!(e.contains("rule g/B"), "{e}");
     }

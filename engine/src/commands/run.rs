@@ -175,6 +175,20 @@ async fn serve(
         sink: notify.clone(),
         notify: notify.clone(),
     };
+    lasting.store.count_errors_in(
+        lasting
+            .metrics
+            .store_errors
+            .get_or_create(&one("store", "state"))
+            .clone(),
+    );
+    notify.count_store_errors_in(
+        lasting
+            .metrics
+            .store_errors
+            .get_or_create(&one("store", "notify"))
+            .clone(),
+    );
     let notifications = config.notifications.clone();
     let engine = Arc::new(lasting.engine(config)?);
     if !once {
