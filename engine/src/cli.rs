@@ -123,9 +123,14 @@ pub struct RunArgs {
 /// `prognos check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Configuration files to check.
+    /// Configuration files (with their rule files) and rule files to check, in any mix:
+    /// a file with `groups:` is a rule file.
     #[arg(required = true)]
-    pub configs: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
+    /// Do not probe each configuration's state_dir (for a configuration meant for another
+    /// machine or container, such as those under deploy/).
+    #[arg(long)]
+    pub skip_state_dir: bool,
 }
 
 /// `prognos detect`.

@@ -651,3 +651,141 @@ fn the_shipped_rules_declare_or_infer_their_bounds() {
         assert_eq!(rule(name).bounds, Bounds::NON_NEGATIVE, "{name}");
     }
 }
+
+/// `prognos check ARGS…` as a user runs it: whether it succeeded, its
+/// stdout and its stderr.
+fn check_cli(args: &[&Path]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prognos"))
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("runs prognos check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_checks_every_shipped_rule_file() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&rules)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    let args: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (ok, out, err) = check_cli(&args);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.lines().count(), files.len(), "{out}");
+    for (line, file) in out.lines().zip(&files) {
+        assert!(
+            line.starts_with(&format!("{}: OK, ", file.display())),
+            "{line}"
+        );
+    }
+    let storage = out
+        .lines()
+        .find(|l| l.contains("storage.yml"))
+        .expect("storage.yml checked");
+    let c = config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../prognos.yml")).unwrap();
+    let groups: Vec<_> = c
+        .groups
+        .iter()
+        .filter(|g| g.file.ends_with("storage.yml"))
+        .collect();
+    let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+    assert!(
+        storage.ends_with(&format!(
+            ": OK, {} group{}, {rules} rule{}",
+            groups.len(),
+            if groups.len() == 1 { "" } else { "s" },
+            if rules == 1 { "" } else { "s" }
+        )),
+        "{storage}"
+    );
+}
+
+#[test]
+fn the_cli_checks_a_mixed_list_to_the_end_and_fails_on_any_problem() {
+    let bad = "\
+groups:
+  - name: g
+    rules:
+      - alert: A
+        expr: up
+        condition: {anomaly: {score_above: 0.9}}
+        histroy: 7d
+      - alert: B
+        expr: up
+        condition: {anomaly: {score_above: 0.9}}
+        keep_firing_for: soon
+      - alert: C
+        expr: rate(x[5m]
+        condition: {anomaly: {score_above: 0.9}}
+";
+    let (dir, main) = setup(&[
+        ("prognos.yml", MAIN),
+        ("rules/storage.yml", RULE),
+        ("extra/bad.yml", bad),
+        (
+            "empty.yml",
+            "global:\n  prometheus:\n    url: http://127.0.0.1:9090\n",
+        ),
+    ]);
+    let bad = dir.path().join("extra/bad.yml");
+    let storage = dir.path().join("rules/storage.yml");
+    let empty = dir.path().join("empty.yml");
+    let (ok, out, err) = check_cli(&[&bad, &main, &empty, &storage]);
+    assert!(!ok, "{out}{err}");
+    // The files after a failing one are checked too.
+    let prefix = format!("{}/", dir.path().display());
+    assert_eq!(
+        out.replace(&prefix, ""),
+        "prognos.yml: OK, 1 group, 1 rule\nrules/storage.yml: OK, 1 group, 1 rule\n"
+    );
+    let err = err.replace(&prefix, "");
+    let want = [
+        "error: extra/bad.yml:7:9: group \"g\", rule \"A\": field 'histroy': unknown field `histroy`",
+        "extra/bad.yml:11:9: group \"g\", rule \"B\": field 'keep_firing_for': ",
+        "extra/bad.yml:13:19: group \"g\", rule \"C\": field 'expr': invalid PromQL at character 5",
+        "empty.yml:1:1: field 'rule_files': the rule set is empty: no rule_files are given",
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), want.len(), "{err}");
+    for (got, want) in lines.iter().zip(want) {
+        assert!(got.starts_with(want), "got  {got}\nwant {want}");
+    }
+}
+
+#[test]
+fn the_cli_refuses_a_state_dir_that_is_a_file_unless_told_not_to_probe() {
+    let (dir, main) = setup(&[
+        (
+            "prognos.yml",
+            &MAIN.replace("rule_files:", "  state_dir: db\nrule_files:"),
+        ),
+        ("rules/storage.yml", RULE),
+        ("db", "not a directory"),
+    ]);
+    let (ok, out, err) = check_cli(&[&main]);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("prognos.yml:4:3: field 'global.state_dir': cannot hold the state database: ")
+            && err.trim_end().ends_with("db is not a directory"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prognos"))
+        .args(["check", "--skip-state-dir"])
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listing: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(listing.len(), 3, "nothing left behind: {listing:?}");
+}

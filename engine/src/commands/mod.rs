@@ -12,7 +12,7 @@ mod history_anchor;
 pub mod run;
 
 pub use backtest::backtest;
-pub use check::check;
+pub use check::{CheckReport, check, check_files};
 pub use detect::detect;
 pub use eval_forecast::eval_forecast;
 pub use eval_nab::{NAB_KEEP_FIRING_ROWS, NabRun, eval_nab};
@@ -34,7 +34,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => {
             history(&args).map(|n| tracing::info!(samples = n, "History written."))
         }
-        Command::Check(args) => check(&args.configs).map(|summary| print!("{summary}")),
+        Command::Check(args) => {
+            let options = crate::config::CheckOptions {
+                probe_state_dir: !args.skip_state_dir,
+            };
+            let report = check_files(&args.files, &options);
+            for line in &report.passed {
+                println!("{line}");
+            }
+            // Every problem, one a line, after `error: `.
+            report.into_result().map(|_| ())
+        }
         Command::Eval(EvalCommand::Alerts(args)) => {
             let result = eval_alerts::eval_alerts(&args)?;
             if args.json {

@@ -5,21 +5,26 @@
 //!    fields.
 //! 2. [`validate`] and [`rules`]: the typed, checked [`Config`] below.
 //!    Every problem is collected, not just the first, each naming file,
-//!    line, column, group, rule and field ([`ConfigError`]).
+//!    line, column, group, rule and field ([`ConfigError`]); `peel`
+//!    reads past each serde error.
 //!
-//! [`load`] is the only function that touches the file system: it reads the
-//! config, the rule files its globs match and the secret and CA files.
+//! [`load`] and [`check_file`] are the only functions that touch the file
+//! system: they read the config, the rule files its globs match and the
+//! secret and CA files; [`check_file`] also probes the state directory.
 //! Secrets are held in [`Secret`], which never prints its value.
 
+mod check;
 mod duration;
 mod error;
 mod glob;
 pub(crate) mod locate;
 mod notify;
+mod peel;
 mod promql;
 pub mod raw;
 mod rules;
 mod secret;
+mod state_dir;
 mod template;
 mod validate;
 
@@ -33,6 +38,7 @@ use std::time::Duration;
 use prognos_models::forecast::ModelKind;
 use prognos_models::threshold::Direction;
 
+pub use check::{CheckOptions, Checked, check_file};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;

@@ -133,9 +133,11 @@ pub struct RawBasicAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRuleFile {
-    /// The rule groups. Default: none.
+    /// The rule groups, kept as YAML so that one bad group does not hide
+    /// the errors of the others; each is read as a [`RawGroup`]. Default:
+    /// none.
     #[serde(default)]
-    pub groups: Vec<RawGroup>,
+    pub groups: Vec<serde_norway::Value>,
 }
 
 /// One group of rules, evaluated together at one interval.

@@ -12,12 +12,15 @@ use prognos_models::threshold::Direction;
 
 use super::error::{ConfigError, QUOTED_CHARS};
 use super::locate::{Doc, parse_path};
+use super::peel;
 use super::raw::{RawCondition, RawGroup, RawRule, RawRuleFile, Text};
 use super::validate::{Report, serde_error};
 use super::{BurnWindow, Condition, Rule, RuleGroup, format_duration, promql, template};
 use crate::evaluate::MAX_LOOKAHEAD_STEPS;
 use prognos_notifiers::secret::excerpt;
 
+/// What a rule file is, for errors that find something else.
+pub(crate) const RULE_FILE_DOCUMENT: &str = "a mapping with `groups:`";
 /// Default `history`.
 const DEFAULT_HISTORY: Duration = Duration::from_secs(7 * 86_400);
 /// Default `step`.
@@ -54,21 +57,44 @@ pub(crate) fn load_file(
     if doc.is_empty() {
         return Vec::new();
     }
-    let raw: RawRuleFile = match serde_norway::from_str(text) {
-        Ok(r) => r,
+    let value: serde_norway::Value = match serde_norway::from_str(text) {
+        Ok(v) => v,
         Err(e) => {
-            errors.push(serde_error(file, &e, "", "a mapping with `groups:`").0);
+            errors.push(serde_error(file, &e, "", RULE_FILE_DOCUMENT).0);
             return Vec::new();
         }
     };
-    let mut report = Report { file, doc, errors };
+    let mut report = Report::new(file, doc, errors);
+    let Some(raw) = peel::read::<RawRuleFile>(&mut report, value, "", "", RULE_FILE_DOCUMENT)
+    else {
+        return Vec::new();
+    };
     let mut groups = Vec::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    for (j, g) in raw.groups.iter().enumerate() {
+    for (j, value) in raw.groups.into_iter().enumerate() {
         let gpath = format!("groups[{j}]");
+        let written = value
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        let read_context = match &written {
+            Some(n) => format!("group {n:?}"),
+            None => format!("group #{}", j + 1),
+        };
+        let Some(g) = peel::read::<RawGroup>(
+            &mut report,
+            value,
+            &gpath,
+            &read_context,
+            "a mapping with `name:` and `rules:`",
+        ) else {
+            continue;
+        };
         let name = g.name.clone().unwrap_or_default();
         let context = format!("group {name:?}");
-        if name.trim().is_empty() {
+        if report.is_peeled(&format!("{gpath}.name")) {
+            // Its bad value is reported.
+        } else if name.trim().is_empty() {
             report.at(&gpath, &format!("group #{}", j + 1), "name", "is required");
         } else if let Some(first) = names.get(&name) {
             let line = report
@@ -84,7 +110,7 @@ pub(crate) fn load_file(
         } else {
             names.insert(name.clone(), j);
         }
-        if let Some(group) = load_group(&mut report, j, g, &name, &context, defaults) {
+        if let Some(group) = load_group(&mut report, j, &g, &name, &context, defaults) {
             groups.push(group);
         }
     }
@@ -133,25 +159,6 @@ fn load_group(
             Some(a) => format!("{context}, rule {a:?}"),
             None => format!("{context}, rule #{}", i + 1),
         };
-        let raw: RawRule =
-            match serde_norway::to_string(value).and_then(|s| serde_norway::from_str(&s)) {
-                Ok(r) => r,
-                Err(e) => {
-                    // The position is in the re-serialised text: find the
-                    // field in the original instead.
-                    let (mut err, field) =
-                        serde_error(report.file, &e, &rcontext, "a mapping with `alert:`");
-                    let path = match &field {
-                        Some(f) => format!("{rpath}.{f}"),
-                        None => rpath.clone(),
-                    };
-                    let pos = report.doc.locate(&parse_path(&path));
-                    (err.line, err.column) = (pos.line, pos.column);
-                    report.errors.push(err);
-                    ok = false;
-                    continue;
-                }
-            };
         if let Some(a) = &alert {
             if let Some(first) = seen.get(a) {
                 report.at(
@@ -165,6 +172,20 @@ fn load_group(
                 let line = report.doc.locate(&parse_path(&rpath)).line;
                 seen.insert(a.clone(), line);
             }
+        }
+        let before = report.errors.len();
+        let Some(raw) = peel::read::<RawRule>(
+            report,
+            value.clone(),
+            &rpath,
+            &rcontext,
+            "a mapping with `alert:`",
+        ) else {
+            ok = false;
+            continue;
+        };
+        if report.errors.len() > before {
+            ok = false;
         }
         let mut rule_report = RuleReport {
             report,
@@ -890,6 +911,7 @@ groups:
             r#"rules/t.yml:8:9: group "g", rule "a": field 'model': must be one of"#,
             r#"rules/t.yml:9:31: group "g", rule "a": field 'condition.anomaly.score_above': must be in [0, 1], got 1.5"#,
             r#"rules/t.yml:10:23: group "g", rule "a": field 'annotations.summary': unknown placeholder"#,
+            r#"rules/t.yml:11:9: group "g", rule "a": field 'alert': duplicate alert name "a" in group "g" (first at line 5)"#,
             r#"rules/t.yml:13:9: group "g", rule "a": field 'histroy': unknown field `histroy`"#,
             r#"rules/t.yml:19:11: group "g", rule "c": field 'condition.forecast': exactly one condition is allowed, got anomaly and forecast"#,
             r#"rules/t.yml:23:23: group "g", rule "d": field 'condition.burn_rate.objective': must be in (0, 1)"#,

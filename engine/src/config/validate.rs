@@ -9,7 +9,9 @@ use std::time::Duration;
 use super::error::{ConfigError, ConfigErrors};
 use super::locate::{Doc, parse_path};
 use super::raw::{RawConfig, RawPrometheus, Text};
-use super::{Config, PrometheusConfig, Secret, Shard, glob, parse_duration, rules, secret};
+use super::{
+    Config, PrometheusConfig, Secret, Shard, glob, parse_duration, peel, rules, secret, state_dir,
+};
 use prognos_notifiers::secret::redact_url_str;
 
 /// Default `global.evaluation_interval`.
@@ -20,20 +22,48 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_STATE_DIR: &str = "state";
 /// Default `global.listen`.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// What a configuration file is, for errors that find something else.
+const CONFIG_DOCUMENT: &str = "a mapping with `global:`";
 /// Default `global.series_limit_per_rule`.
-const DEFAULT_SERIES_LIMIT: usize = 1000;
+pub(crate) const DEFAULT_SERIES_LIMIT: usize = 1000;
 
 /// Errors of one file, located in its text.
 pub(crate) struct Report<'a> {
     pub file: &'a Path,
     pub doc: Doc<'a>,
     pub errors: &'a mut Vec<ConfigError>,
+    /// Paths (`a.b[2].c`) whose bad values were reported and removed
+    /// before validation ([`super::peel`]): nothing more is said of them.
+    pub peeled: Vec<String>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(file: &'a Path, doc: Doc<'a>, errors: &'a mut Vec<ConfigError>) -> Self {
+        Report {
+            file,
+            doc,
+            errors,
+            peeled: Vec::new(),
+        }
+    }
 }
 
 impl Report<'_> {
+    /// Whether `path` is, or is below, a path already reported and removed.
+    pub fn is_peeled(&self, path: &str) -> bool {
+        self.peeled.iter().any(|p| {
+            path.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    }
+
     /// Records an error at the field `path` of the document (`a.b[2].c`),
-    /// shown with `context` and `field`.
+    /// shown with `context` and `field`; nothing when `path` or `field`
+    /// was already reported and removed (a bad value is not also missing).
     pub fn at(&mut self, path: &str, context: &str, field: &str, message: impl Into<String>) {
+        if self.is_peeled(path) || self.is_peeled(field) {
+            return;
+        }
         let pos = self.doc.locate(&parse_path(path));
         self.push_at(pos.line, pos.column, context, field, message);
     }
@@ -165,7 +195,7 @@ fn top_level_type(msg: &str) -> Option<String> {
 }
 
 /// Removes the first ` at line N column M` from a serde_norway message.
-fn strip_location(msg: &str) -> String {
+pub(crate) fn strip_location(msg: &str) -> String {
     if let Some(start) = msg.find(" at line ") {
         let rest = &msg[start + " at line ".len()..];
         let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
@@ -180,7 +210,7 @@ fn strip_location(msg: &str) -> String {
 }
 
 /// Splits `groups[0].rules: invalid type…` into the path and the message.
-fn split_path(msg: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_path(msg: &str) -> (Option<&str>, &str) {
     if let Some((path, rest)) = msg.split_once(": ") {
         let path_like = !path.is_empty()
             && path
@@ -197,7 +227,7 @@ fn split_path(msg: &str) -> (Option<&str>, &str) {
 /// (``, expected …``). The name comes from the file and may hold anything,
 /// backticks too: it ends at the last ``` `, ``` (serde's own text after it
 /// never holds one).
-fn unknown_field(msg: &str) -> Option<(&str, &str)> {
+pub(crate) fn unknown_field(msg: &str) -> Option<(&str, &str)> {
     let rest = msg.strip_prefix("unknown field `")?;
     let end = rest
         .rfind("`, expected")
@@ -206,32 +236,43 @@ fn unknown_field(msg: &str) -> Option<(&str, &str)> {
     Some((&rest[..end], &rest[end + 1..]))
 }
 
+/// What a check asks of a configuration beyond what [`load`] does.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Strict {
+    /// Refuse a configuration whose rule files hold no rule.
+    pub rules_required: bool,
+    /// Refuse a `state_dir` that cannot hold the state database (probed).
+    pub state_dir_writable: bool,
+}
+
 /// Loads and checks everything; see [`super::load`].
 pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_text(path, &text, Strict::default()),
+        Err(e) => Err(ConfigErrors(vec![file_error(
+            path,
+            format!("cannot read: {e}"),
+        )])),
+    }
+}
+
+/// Checks the configuration `text` read from `path`, and every file it
+/// names; with `strict`, also what a running engine needs of it.
+pub(crate) fn load_text(path: &Path, text: &str, strict: Strict) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err(ConfigErrors(vec![file_error(
-                path,
-                format!("cannot read: {e}"),
-            )]));
-        }
-    };
-    let raw: RawConfig = match serde_norway::from_str(&text) {
-        Ok(r) => r,
+    let value: serde_norway::Value = match serde_norway::from_str(text) {
+        Ok(v) => v,
         Err(e) => {
             return Err(ConfigErrors(vec![
-                serde_error(path, &e, "", "a mapping with `global:`").0,
+                serde_error(path, &e, "", CONFIG_DOCUMENT).0,
             ]));
         }
     };
-    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
-    let mut report = Report {
-        file: path,
-        doc: Doc::new(&text),
-        errors: &mut errors,
+    let mut report = Report::new(path, Doc::new(text), &mut errors);
+    let Some(raw) = peel::read::<RawConfig>(&mut report, value, "", "", CONFIG_DOCUMENT) else {
+        return Err(ConfigErrors(errors));
     };
+    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let g = &raw.global;
     let prometheus = prometheus(&mut report, &base, &g.prometheus);
     let evaluation_interval = report
@@ -244,6 +285,22 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
         )
         .and_then(|d| positive(&mut report, d, "global.evaluation_interval"));
     let state_dir = base.join(g.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
+    if strict.state_dir_writable
+        && !report.is_peeled("global.state_dir")
+        && let Err(why) = state_dir::probe(&state_dir)
+    {
+        let default = if g.state_dir.is_none() {
+            " (the default, `state` next to the config)"
+        } else {
+            ""
+        };
+        report.at(
+            "global.state_dir",
+            "",
+            "global.state_dir",
+            format!("cannot hold the state database{default}: {why}"),
+        );
+    }
     let listen_text = g.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
         report.at(
@@ -324,12 +381,39 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
         interval: evaluation_interval.unwrap_or(DEFAULT_EVALUATION_INTERVAL),
         series_limit: series_limit_per_rule.unwrap_or(DEFAULT_SERIES_LIMIT),
     };
+    let rule_files_peeled = report.is_peeled("rule_files");
     let mut groups = Vec::new();
+    let before = errors.len();
     for file in &files {
         match std::fs::read_to_string(file) {
             Ok(text) => groups.extend(rules::load_file(file, &text, &defaults, &mut errors)),
             Err(e) => errors.push(file_error(file, format!("cannot read: {e}"))),
         }
+    }
+    let no_rule = groups.iter().all(|g: &super::RuleGroup| g.rules.is_empty());
+    // When every glob matches nothing, each has said so already; when a
+    // rule file is broken, its errors say why it gave no rule.
+    let globs_all_failed = files.is_empty() && !raw.rule_files.is_empty();
+    if strict.rules_required
+        && no_rule
+        && errors.len() == before
+        && !globs_all_failed
+        && !rule_files_peeled
+    {
+        let message = if raw.rule_files.is_empty() {
+            "the rule set is empty: no rule_files are given, so there is nothing to evaluate"
+                .to_string()
+        } else {
+            let globs: Vec<String> = raw.rule_files.iter().map(|g| format!("{g:?}")).collect();
+            format!(
+                "the rule set is empty: {} {} {} {} holding no rule, so there is nothing to evaluate",
+                globs.join(", "),
+                if globs.len() == 1 { "matches" } else { "match" },
+                files.len(),
+                if files.len() == 1 { "file" } else { "files" },
+            )
+        };
+        Report::new(path, Doc::new(text), &mut errors).at("rule_files", "", "rule_files", message);
     }
 
     match (
