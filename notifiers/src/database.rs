@@ -76,6 +76,19 @@ pub fn open_database(path: &Path) -> Result<(Database, Found), OpenError> {
     }
 }
 
+/// An error of an operation on a [`Reopening`] database.
+pub trait Failure: std::fmt::Display {
+    /// Whether the database failed (I/O, a transaction, a commit), so it must
+    /// be closed and reopened; false for an error of the data alone.
+    fn closes_store(&self) -> bool;
+}
+
+impl Failure for String {
+    fn closes_store(&self) -> bool {
+        true
+    }
+}
+
 /// First wait before reopening a store closed by a failure; it doubles with
 /// each failure in a row, up to [`REOPEN_MAX`].
 pub const REOPEN_FIRST: Duration = Duration::from_secs(1);
@@ -208,7 +221,7 @@ impl Reopening {
     /// Runs `op` on the database. When it fails the database is closed (see
     /// the type's documentation); `closed` makes the caller's error from a
     /// message when the database is closed or an injected fault fires.
-    pub fn with<T, E: std::fmt::Display>(
+    pub fn with<T, E: Failure>(
         &self,
         op: impl FnOnce(&Database) -> Result<T, E>,
         closed: impl FnOnce(String) -> E,
@@ -228,8 +241,9 @@ impl Reopening {
         };
         let mut slot = self.slot();
         match &result {
-            // Only the first failure of an open database closes it.
-            Err(e) if slot.db.as_ref().is_some_and(|d| Arc::ptr_eq(d, &db)) => {
+            // Only the first failure of an open database closes it, and only
+            // a failure of the database: a row that does not decode does not.
+            Err(e) if e.closes_store() && slot.db.as_ref().is_some_and(|d| Arc::ptr_eq(d, &db)) => {
                 self.closed(&mut slot, &e.to_string());
             }
             Err(_) => {}

@@ -95,6 +95,12 @@ pub enum StoreError {
     },
 }
 
+impl crate::database::Failure for StoreError {
+    fn closes_store(&self) -> bool {
+        matches!(self, StoreError::Db { .. })
+    }
+}
+
 /// The durable outbox, dedup tables, state blobs and remediation audit log.
 #[derive(Debug)]
 pub struct NotifyStore {

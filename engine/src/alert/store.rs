@@ -37,6 +37,12 @@ pub enum StoreError {
     },
 }
 
+impl prognos_notifiers::database::Failure for StoreError {
+    fn closes_store(&self) -> bool {
+        matches!(self, StoreError::Db { .. })
+    }
+}
+
 /// The alert state of every rule, on disk.
 #[derive(Debug)]
 pub struct AlertStore {
