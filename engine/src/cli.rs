@@ -11,11 +11,16 @@ use clap::{Args, Parser, Subcommand};
 use prognos_models::forecast::ModelKind;
 use prognos_notifiers::secret::{EXCERPT_CHARS, excerpt};
 
+/// Default of `--keep-firing-for`: rows an alert keeps firing after its score falls back.
+/// 100 rows is about 8 hours of NAB's 5-minute series: one anomaly, one notification, as an
+/// alert rule with that `keep_firing_for` would give.
+pub const NAB_KEEP_FIRING_ROWS: usize = 100;
+
 /// Most steps `forecast --horizon` and `eval forecast --horizons` accept: the
 /// live engine's look-ahead limit (30 days of 5-minute steps), so the CLI
 /// forecasts no further than the API and cannot be asked to allocate
 /// without bound.
-pub const MAX_HORIZON_STEPS: usize = crate::evaluate::MAX_LOOKAHEAD_STEPS;
+pub const MAX_HORIZON_STEPS: usize = crate::config::MAX_LOOKAHEAD_STEPS;
 
 /// Longest `history --step`, in seconds: one day. A sample per day is
 /// already too coarse for the demo's daily rhythms; the bound keeps the
@@ -230,7 +235,7 @@ pub struct EvalNabArgs {
     pub split: crate::nab_corpus::NabSplit,
     /// Rows an alert keeps firing after its score falls below the threshold: NAB's detections
     /// are the alert's firing transitions (its notifications).
-    #[arg(long, default_value_t = crate::commands::NAB_KEEP_FIRING_ROWS)]
+    #[arg(long, default_value_t = NAB_KEEP_FIRING_ROWS)]
     pub keep_firing_for: usize,
 }
 

@@ -10,8 +10,7 @@ use prognos_models::threshold::{Direction, describe, humanize_seconds, time_to_t
 use crate::config::{Condition, Rule};
 use crate::modelled::ModelledSeries;
 
-/// Longest forecast computed to look for a threshold crossing, in steps.
-pub const MAX_LOOKAHEAD_STEPS: usize = 8640;
+pub use crate::config::MAX_LOOKAHEAD_STEPS;
 
 /// What one evaluation of a rule found for one series.
 #[derive(Debug, Clone, PartialEq)]

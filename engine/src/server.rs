@@ -674,7 +674,7 @@ async fn add_silence(
             Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("matchers: {e}")),
         }
     }
-    let now = crate::commands::run::unix_now();
+    let now = crate::timestamp::unix_now();
     let ends_at = match (&req.duration, &req.ends_at) {
         (Some(d), None) => match crate::config::parse_duration(d) {
             Ok(d) => now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
@@ -714,7 +714,7 @@ async fn expire_silence(
         return *r;
     }
     match notifier(&s) {
-        Ok(n) => match n.expire_silence(&id, crate::commands::run::unix_now()) {
+        Ok(n) => match n.expire_silence(&id, crate::timestamp::unix_now()) {
             Ok(()) => Json(serde_json::json!({"status": "success"})).into_response(),
             Err(e) => api_error(StatusCode::NOT_FOUND, e),
         },

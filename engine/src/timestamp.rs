@@ -11,9 +11,16 @@ pub const MIN_TIMESTAMP: i64 = -62_135_596_800;
 /// Latest timestamp accepted, in Unix seconds: 9999-12-31T23:59:59Z, the
 /// last instant every style can write back. The bound keeps the arithmetic
 /// on timestamps (adding steps, horizons, durations of up to
-/// [`MAX_DURATION`](crate::config::MAX_DURATION)) far from
+/// the configuration's `MAX_DURATION`) far from
 /// `i64`'s limits, where it would wrap.
 pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// How a timestamp was written, so output can follow the input's style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@
 pub mod alert;
 pub mod channel;
 pub mod chart;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod database;

@@ -31,7 +31,7 @@
 //! secret, compares it in constant time with each `v1` value, rejects
 //! timestamps more than its tolerance away from its clock, and remembers the
 //! signature and the idempotency key for the tolerance window to reject
-//! replays ([`crate::receiver`] does all of this). Because the method, the
+//! replays (the `receiver` module does all of this). Because the method, the
 //! path and the key are signed, a captured call cannot be sent to another
 //! endpoint or with another key.
 //!

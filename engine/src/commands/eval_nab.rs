@@ -18,10 +18,7 @@ use prognos_models::nab::{self, NabFile, ProfileResult};
 use crate::cli::EvalNabArgs;
 use crate::{nab_corpus, progress, table};
 
-/// Default of `--keep-firing-for`: rows an alert keeps firing after its score falls back.
-/// 100 rows is about 8 hours of NAB's 5-minute series: one anomaly, one notification, as an
-/// alert rule with that `keep_firing_for` would give.
-pub const NAB_KEEP_FIRING_ROWS: usize = 100;
+pub use crate::cli::NAB_KEEP_FIRING_ROWS;
 
 /// The outcome of a NAB run.
 #[derive(Debug)]

@@ -231,7 +231,7 @@ pub fn history(args: &HistoryArgs) -> Result<usize> {
                 .context("--end")?
                 .0
         }
-        None => crate::commands::run::unix_now(),
+        None => crate::timestamp::unix_now(),
     };
     let end = end - end.rem_euclid(args.step);
     let start = end - (args.days * 86_400.0) as i64;
@@ -353,7 +353,7 @@ fn follow(url: &str, specs: &[Spec], rngs: &mut [Rng], totals: &mut [f64], end: 
     let mut last = end;
     runtime.block_on(async {
         loop {
-            let now = crate::commands::run::unix_now();
+            let now = crate::timestamp::unix_now();
             let dt = (now - last).max(0) as f64;
             last = now;
             let mut groups: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::{mpsc, watch};
@@ -22,12 +22,7 @@ use crate::server::{self, ReloadRequest, ServerState};
 use prognos_notifiers::notifier::NotifierMetrics;
 use prognos_notifiers::secret::excerpt;
 
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::timestamp::unix_now;
 
 /// The Prometheus client for a configuration.
 pub fn client_for(config: &Config) -> Result<PromClient> {

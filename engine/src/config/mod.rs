@@ -44,6 +44,10 @@ pub use error::{ConfigError, ConfigErrors};
 pub use secret::Secret;
 pub use template::{render, uses_eta};
 
+/// Longest forecast computed to look for a threshold crossing, in steps:
+/// rules whose horizons or look-ahead need more are refused.
+pub const MAX_LOOKAHEAD_STEPS: usize = 8640;
+
 /// The validated configuration: the main file and every rule it loads.
 #[derive(Debug, Clone)]
 pub struct Config {

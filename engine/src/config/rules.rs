@@ -16,8 +16,9 @@ use super::peel;
 use super::raw::{RawCondition, RawGroup, RawRule, RawRuleFile, Text};
 use super::validate::{Report, serde_error};
 use super::{BurnWindow, Condition, Rule, RuleGroup, format_duration, promql, template};
-use crate::evaluate::MAX_LOOKAHEAD_STEPS;
 use prognos_notifiers::secret::excerpt;
+
+use super::MAX_LOOKAHEAD_STEPS;
 
 /// What a rule file is, for errors that find something else.
 pub(crate) const RULE_FILE_DOCUMENT: &str = "a mapping with `groups:`";

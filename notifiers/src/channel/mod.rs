@@ -75,7 +75,7 @@ pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
 /// The `Retry-After` header as a delay from now, clamped (see
 /// [`parse_retry_after`]).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    retry_after_at(headers, crate::notifier::unix_now())
+    retry_after_at(headers, crate::clock::unix_now())
 }
 
 /// [`retry_after`] at `now` (Unix seconds): seconds or an HTTP-date, clamped

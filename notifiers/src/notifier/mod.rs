@@ -157,13 +157,7 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 /// The names of a receiver's targets, in order: `ops/telegram`, `ops/email`;
 /// a kind configured more than once is numbered (`am/alertmanager-0`, `-1`).
