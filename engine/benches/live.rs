@@ -373,15 +373,17 @@ fn main() {
     let store = Arc::new(AlertStore::open(&cfg.state_dir.join("state.redb")).unwrap());
     let client = client_for(&cfg).unwrap();
     let sink = Arc::new(CountingSink::default());
-    let engine = Engine::new(
-        cfg.clone(),
-        Shard { index: 0, count: 1 },
-        client.clone(),
-        store,
-        sink.clone(),
-        Arc::new(Metrics::new()),
-    )
-    .unwrap();
+    let engine = Arc::new(
+        Engine::new(
+            cfg.clone(),
+            Shard { index: 0, count: 1 },
+            client.clone(),
+            store,
+            sink.clone(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap(),
+    );
 
     // 1. First evaluation: fetch and fit everything.
     println!("load average before the fit: {}", loadavg());
@@ -450,7 +452,18 @@ fn main() {
     let text = engine.metrics.encode();
     let errors = counter_total(&text, "prognos_errors");
 
-    // 3. A rough profile of one rule, outside the measured rounds.
+    // 3. The HTTP API while another engine fits every series from scratch
+    //    (all cores busy) and this one keeps ticking.
+    println!("load average before the API phase: {}", loadavg());
+    let api = runtime.block_on(api_under_fit(
+        engine.clone(),
+        &cfg,
+        &client,
+        &work.path().join("other-state"),
+        last,
+    ));
+
+    // 4. A rough profile of one rule, outside the measured rounds.
     let profile = runtime.block_on(profile(&client, &prom.url, t0));
 
     let scale = DEFAULT_SERIES as f64 / n as f64;
@@ -543,11 +556,146 @@ fn main() {
         new_step.fits + quiet.fits,
         new_step.queries + quiet.queries
     );
+    println!("{api}");
     println!("{profile}");
     println!("load average at the end: {}", loadavg());
     println!(
         "reproduce: cargo bench -p prognos --bench live   (PROGNOS_BENCH_SERIES={n}; default {DEFAULT_SERIES})"
     );
+}
+
+/// Goal for the API's p99 latency while a fit runs.
+const GOAL_API_P99_MS: f64 = 50.0;
+
+/// Serves `engine` over HTTP on loopback and requests its endpoints one
+/// after the other — rules, alerts, ready, one series' forecast (without
+/// history: that part is Prometheus's time), the series list, `/metrics` —
+/// while a second engine on the same rules fits every series from scratch
+/// and `engine` evaluates a tick every second. Returns a table of latencies
+/// per endpoint.
+async fn api_under_fit(
+    engine: Arc<Engine>,
+    cfg: &prognos::config::Config,
+    client: &prognos::prom::PromClient,
+    other_state: &Path,
+    at: i64,
+) -> String {
+    use prognos::server::{self, ServerSettings, ServerState};
+    fs::create_dir_all(other_state).unwrap();
+    let other = Arc::new(
+        Engine::new(
+            cfg.clone(),
+            Shard { index: 0, count: 1 },
+            client.clone(),
+            Arc::new(AlertStore::open(&other_state.join("state.redb")).unwrap()),
+            Arc::new(CountingSink::default()),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap(),
+    );
+    let state = Arc::new(ServerState {
+        engine: tokio::sync::RwLock::new(engine.clone()),
+        reload: None,
+        notify: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server::serve(
+        listener,
+        server::app(state),
+        ServerSettings::default(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let forecast_id = engine
+        .rules
+        .iter()
+        .find_map(|r| r.view().series.first().map(|s| s.id.clone()))
+        .expect("a modelled series");
+    let paths = [
+        "/api/v1/rules".to_string(),
+        "/api/v1/alerts".to_string(),
+        "/-/ready".to_string(),
+        format!("/api/v1/series/{forecast_id}/forecast?history=0"),
+        "/api/v1/series".to_string(),
+        "/metrics".to_string(),
+    ];
+    let http = reqwest::Client::new();
+    let fit_started = Instant::now();
+    let fitting = tokio::spawn({
+        let other = other.clone();
+        async move { other.evaluate_all(at).await }
+    });
+    let ticking = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            for k in 1.. {
+                engine.evaluate_all(at + k).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let mut latencies: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut bytes: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut i = 0usize;
+    while !fitting.is_finished() {
+        let k = i % paths.len();
+        let t = Instant::now();
+        let r = http
+            .get(format!("http://{addr}{}", paths[k]))
+            .send()
+            .await
+            .expect("the API answers");
+        assert!(r.status().is_success(), "{}: {}", paths[k], r.status());
+        let body = r.bytes().await.expect("a body");
+        latencies
+            .entry(k)
+            .or_default()
+            .push(t.elapsed().as_secs_f64() * 1e3);
+        bytes.insert(k, body.len());
+        i += 1;
+    }
+    let fit_secs = fit_started.elapsed().as_secs_f64();
+    fitting.await.unwrap();
+    ticking.abort();
+    let _ = stop_tx.send(());
+    let _ = served.await;
+    let fitted: usize = other.rules.iter().map(|r| r.view().series.len()).sum();
+    let quantile = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    let mut out = format!(
+        "API while another engine fits {fitted} series ({fit_secs:.1} s) and this one ticks every second:\n\
+         | endpoint | requests | body | p50 | p99 | max | p99 ≤ {GOAL_API_P99_MS:.0} ms |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    let mut all = Vec::new();
+    for (k, mut v) in latencies {
+        all.extend_from_slice(&v);
+        let (p50, p99) = (quantile(&mut v, 0.5), quantile(&mut v, 0.99));
+        let max = v.last().copied().unwrap_or(0.0);
+        writeln!(
+            out,
+            "| `{}` | {} | {:.0} KiB | {p50:.1} ms | {p99:.1} ms | {max:.1} ms | {} |",
+            paths[k].split('?').next().unwrap_or(""),
+            v.len(),
+            bytes.get(&k).copied().unwrap_or(0) as f64 / 1024.0,
+            verdict(p99 <= GOAL_API_P99_MS, "missed".to_string())
+        )
+        .unwrap();
+    }
+    let (p50, p99) = (quantile(&mut all, 0.5), quantile(&mut all, 0.99));
+    write!(
+        out,
+        "| all | {} | | {p50:.1} ms | {p99:.1} ms | {:.1} ms | {} |",
+        all.len(),
+        all.last().copied().unwrap_or(0.0),
+        verdict(p99 <= GOAL_API_P99_MS, "missed".to_string())
+    )
+    .unwrap();
+    out
 }
 
 /// Times the parts of one rule's work on its own, single-threaded: the
