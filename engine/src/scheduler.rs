@@ -132,8 +132,12 @@ impl Engine {
     }
 
     /// Announces the firing alerts of rules that are gone as resolved, then
-    /// forgets the rules' saved state (in that order: a crash between the
-    /// two announces them again rather than never).
+    /// forgets the rules' saved state. The resolved state is saved first:
+    /// a crash after that never announces them again (the notifier's
+    /// start-up resync resolves what it still holds as firing), and a crash
+    /// before it announces them at the next start. When the save fails
+    /// nothing is announced; the state on disk still fires, so the next
+    /// start or reload resolves it.
     fn resolve_gone(&self, mut gone: Vec<(String, RuleAlerts)>, now: i64) {
         if gone.is_empty() {
             return;
@@ -146,6 +150,12 @@ impl Engine {
             }
         }
         if !infos.is_empty() {
+            let resolved: Vec<(&str, &RuleAlerts)> =
+                gone.iter().map(|(id, a)| (id.as_str(), a)).collect();
+            if let Err(e) = self.store.save(&resolved) {
+                tracing::error!(error = %e, alerts = infos.len(), "Could not save the removed rules' alerts as resolved; they are resolved at the next start or reload.");
+                return;
+            }
             tracing::info!(
                 alerts = infos.len(),
                 "Resolving the alerts of removed rules."
@@ -154,7 +164,7 @@ impl Engine {
         }
         let ids: Vec<&str> = gone.iter().map(|(id, _)| id.as_str()).collect();
         if let Err(e) = self.store.remove(&ids) {
-            tracing::warn!(error = %e, "Could not forget the state of removed rules.");
+            tracing::warn!(error = %e, "Could not forget the state of removed rules (it holds nothing firing).");
         }
     }
 
@@ -973,6 +983,82 @@ mod tests {
             crate::prom::QueryResult<Vec<crate::prom::InstantSample>>,
         > {
             self.inner.query(expr, time)
+        }
+    }
+
+    /// A rule's life as a step table on paused time — pending, firing, a
+    /// reload that removes it, a restart — run once without a fault and
+    /// once with a store failure at each step in turn: every run announces
+    /// the alert firing once and resolved once, in that order.
+    #[tokio::test(start_paused = true)]
+    async fn a_rules_life_announces_each_transition_once_whatever_write_fails() {
+        const STEPS: usize = 6;
+        let end = 1_800_000_000 / 60 * 60;
+        for fail_at in (0..STEPS).map(Some).chain([None]) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut names = vec!["Life"];
+            let with_for = |names: &[&str]| {
+                let c = config_with(dir.path(), names);
+                let rules = std::fs::read_to_string(dir.path().join("rules.yml")).unwrap();
+                std::fs::write(
+                    dir.path().join("rules.yml"),
+                    rules.replace("for: 0s", "for: 2m"),
+                )
+                .unwrap();
+                let _ = c;
+                crate::config::load(&dir.path().join("prognos.yml")).unwrap()
+            };
+            let store = Arc::new(AlertStore::open(&dir.path().join("s.redb")).unwrap());
+            let sink = Arc::new(Recorder::default());
+            let mut e = engine(with_for(&names), &store, &sink, end);
+            // The fault hits the step's first write (a failed read at
+            // start-up stops prognos instead).
+            let fault = |step: usize| {
+                if fail_at == Some(step) {
+                    store.inject_faults(1);
+                }
+            };
+            for step in 0..STEPS {
+                let t = end + 60 * step as i64;
+                match step {
+                    // Pending at 0, firing from 2 minutes on.
+                    0..=3 => {
+                        fault(step);
+                        e.evaluate_all(t).await;
+                    }
+                    // A reload removes the rule.
+                    4 => {
+                        names.clear();
+                        names.push("Other");
+                        let new = engine(with_for(&names), &store, &sink, end);
+                        fault(step);
+                        new.carry_over(&e, t).await;
+                        new.resolve_removed_rules(t);
+                        e = new;
+                    }
+                    // A restart with the rule still gone.
+                    _ => {
+                        drop(e);
+                        e = engine(with_for(&names), &store, &sink, end);
+                        fault(step);
+                        e.resolve_removed_rules(t);
+                    }
+                }
+                tokio::time::advance(Duration::from_secs(60)).await;
+            }
+            let life: Vec<_> = sink
+                .sent()
+                .into_iter()
+                .filter(|(n, _)| n == "Life")
+                .collect();
+            assert_eq!(
+                life,
+                [
+                    ("Life".to_string(), "Firing".to_string()),
+                    ("Life".to_string(), "Resolved".to_string())
+                ],
+                "a store failure at step {fail_at:?}"
+            );
         }
     }
 
