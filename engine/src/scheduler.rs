@@ -755,7 +755,12 @@ impl Engine {
             })
             .collect();
         drop(rt);
-        self.sink.send(&infos);
+        // The sink writes durably (the notifier's outbox): off the async
+        // threads, awaited so the next evaluation's events come after these.
+        let sink = self.sink.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || sink.send(&infos)).await {
+            tracing::error!(rule = %h.id, error = %e, "Handing alerts to the notifier failed.");
+        }
     }
 
     async fn evaluate_burn_rate(&self, h: &RuleHandle, now: i64) -> Result<(), PromError> {

@@ -194,7 +194,13 @@ impl Notifier {
         progress: &mut u32,
     ) -> Result<(), SendError> {
         let rendered = match &t.channel {
-            Channel::Telegram(_) | Channel::Email(_) => render(n, &self.inner.config.render),
+            // Drawing the chart is CPU work: off the async threads.
+            Channel::Telegram(_) | Channel::Email(_) => {
+                let (n, config) = (n.clone(), self.inner.config.render.clone());
+                tokio::task::spawn_blocking(move || render(&n, &config))
+                    .await
+                    .unwrap_or_default()
+            }
             _ => Default::default(),
         };
         t.channel.send(n, &rendered, progress).await
