@@ -12,7 +12,7 @@ use image::ImageEncoder;
 use plotters::prelude::*;
 
 use crate::alert::Explanation;
-use crate::message::short_number;
+use crate::number::short_number;
 
 /// Largest width or height accepted: a bigger chart is a configuration error
 /// and would allocate a lot.

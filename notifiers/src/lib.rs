@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod matcher;
 pub mod message;
 pub mod notifier;
+pub mod number;
 pub mod payload;
 pub mod receiver;
 pub mod remediation;
