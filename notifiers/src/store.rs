@@ -25,7 +25,9 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Notification;
-use crate::remediation::{self, AuditRecord};
+use crate::remediation::approval::ApprovalRequest;
+use crate::remediation::audit::AuditRecord;
+use crate::remediation::call::RemediationCall;
 
 const OUTBOX: TableDefinition<&str, (i64, i64, &str)> = TableDefinition::new("outbox");
 const DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("outbox_due");
@@ -42,9 +44,9 @@ pub enum Delivery {
     /// A notification to a receiver's channel.
     Notify(Notification),
     /// A remediation webhook call.
-    Remediate(remediation::RemediationCall),
+    Remediate(RemediationCall),
     /// A request for approval of a remediation, sent to Telegram.
-    Approval(remediation::ApprovalRequest),
+    Approval(ApprovalRequest),
 }
 
 /// One item waiting to be delivered.
@@ -541,7 +543,8 @@ impl NotifyStore {
 mod tests {
     use super::*;
     use crate::alert::{AlertInfo, Status};
-    use crate::remediation::{AuditStatus, AuditedCall};
+    use crate::remediation::audit::AuditStatus;
+    use crate::remediation::call::AuditedCall;
 
     fn notification(key: &str) -> Notification {
         Notification {
