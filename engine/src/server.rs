@@ -468,24 +468,53 @@ async fn rules(State(s): State<AppState>) -> Response {
     ok(serde_json::json!({ "rules": out })).into_response()
 }
 
-async fn series(State(s): State<AppState>) -> Response {
+/// Query of the series list.
+#[derive(Debug, Deserialize)]
+pub struct SeriesQuery {
+    /// Only the series of this rule (`group/alert`).
+    pub rule: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SeriesItem<'a> {
+    id: &'a str,
+    rule: &'a str,
+    labels: &'a crate::modelled::Labels,
+    model: &'a str,
+    last_timestamp: i64,
+    last_value: f64,
+    anomaly_score: f64,
+}
+
+#[derive(Serialize)]
+struct SeriesList<'a> {
+    series: Vec<SeriesItem<'a>>,
+}
+
+async fn series(State(s): State<AppState>, Query(q): Query<SeriesQuery>) -> Response {
     let e = s.engine.read().await.clone();
-    let mut out = Vec::new();
-    for r in &e.rules {
-        let view = r.view();
-        for s in &view.series {
-            out.push(serde_json::json!({
-                "id": s.id,
-                "rule": view.id,
-                "labels": s.labels,
-                "model": s.model,
-                "last_timestamp": s.last_ts,
-                "last_value": s.last_value,
-                "anomaly_score": s.score,
-            }));
-        }
-    }
-    ok(serde_json::json!({ "series": out })).into_response()
+    let views: Vec<_> = e
+        .rules
+        .iter()
+        .filter(|r| q.rule.as_deref().is_none_or(|id| r.id == id))
+        .map(|r| r.view())
+        .collect();
+    // Serialized straight from the views: 10,000 series are 2 MB of JSON.
+    let series = views
+        .iter()
+        .flat_map(|v| {
+            v.series.iter().map(|s| SeriesItem {
+                id: &s.id,
+                rule: &v.id,
+                labels: &s.labels,
+                model: s.model,
+                last_timestamp: s.last_ts,
+                last_value: s.last_value,
+                anomaly_score: s.score,
+            })
+        })
+        .collect();
+    ok(SeriesList { series }).into_response()
 }
 
 /// Query of the forecast endpoint.

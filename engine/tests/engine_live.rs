@@ -341,6 +341,17 @@ async fn prometheus_scrapes_the_predictions() {
         .find(|s| s["labels"]["mount"] == "/data")
         .expect("the disk series is listed")
         .clone();
+    // One rule's series only.
+    let rule = disk["rule"].as_str().unwrap().to_string();
+    let of_rule = get(&format!("/api/v1/series?rule={rule}")).await;
+    let of_rule = of_rule["data"]["series"].as_array().unwrap();
+    assert!(!of_rule.is_empty());
+    assert!(
+        of_rule.iter().all(|s| s["rule"] == rule.as_str()),
+        "{of_rule:?}"
+    );
+    let none = get("/api/v1/series?rule=no/such").await;
+    assert_eq!(none["data"]["series"].as_array().unwrap().len(), 0);
     let f = get(&format!(
         "/api/v1/series/{}/forecast?steps=12",
         disk["id"].as_str().unwrap()
