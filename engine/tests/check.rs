@@ -323,6 +323,10 @@ fn a_good_notifications_section_loads() {
     - name: ops
       webhook:
         - url: http://127.0.0.1:9/hook
+      telegram:
+        - token_file: tg.token
+          chat_id: 42
+          at_most_once: true
     - name: am
       alertmanager:
         - url: http://am-0:9093
@@ -335,7 +339,11 @@ fn a_good_notifications_section_loads() {
         receiver: am
 "
     );
-    let (_dir, main) = setup(&[("prognos.yml", &main), ("rules/a.yml", RULE)]);
+    let (_dir, main) = setup(&[
+        ("prognos.yml", &main),
+        ("rules/a.yml", RULE),
+        ("tg.token", "123456:test-token\n"),
+    ]);
     let c = config::load(&main).unwrap_or_else(|e| panic!("{e}"));
     let n = c.notifications.expect("notifications configured");
     assert_eq!(n.receivers.len(), 2);
@@ -349,6 +357,15 @@ fn a_good_notifications_section_loads() {
     assert_eq!(n.route.routes[0].repeat_interval, 4 * 3600, "inherited");
     assert_eq!(n.external_url, "http://127.0.0.1:9464");
     assert_eq!(n.give_up_after_secs, 86_400);
+    let at_most_once: Vec<bool> = n.receivers[0]
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            prognos_notifiers::config::Target::Telegram(c) => Some(c.at_most_once),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(at_most_once, [true]);
 }
 
 /// The text `prognos check` prints for `main` (stdout and stderr) and

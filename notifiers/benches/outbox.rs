@@ -128,6 +128,7 @@ fn entry(i: usize, now: i64) -> OutboxEntry {
         attempts: 0,
         progress: 0,
         last_error: None,
+        in_flight: false,
     }
 }
 

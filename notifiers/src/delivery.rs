@@ -30,6 +30,9 @@ pub struct SendError {
     pub action: RetryAction,
     /// What happened, for the log and the outbox entry.
     pub message: String,
+    /// Whether the request may have been delivered all the same (a timeout
+    /// or a connection cut after it was sent), as opposed to refused.
+    pub maybe_delivered: bool,
 }
 
 impl SendError {
@@ -38,6 +41,7 @@ impl SendError {
         Self {
             action: RetryAction::Retry { after: None },
             message: message.into(),
+            maybe_delivered: false,
         }
     }
 
@@ -46,6 +50,13 @@ impl SendError {
         Self {
             action: RetryAction::DontRetry,
             message: message.into(),
+            maybe_delivered: false,
         }
+    }
+
+    /// The same failure, noted as one that may have been delivered.
+    pub fn maybe_delivered(mut self) -> Self {
+        self.maybe_delivered = true;
+        self
     }
 }

@@ -70,6 +70,11 @@ pub struct OutboxEntry {
     pub progress: u32,
     /// The last failure, if any.
     pub last_error: Option<String>,
+    /// An attempt is under way (set durably before the request, for targets
+    /// that deliver at most once): found set after a crash, the attempt may
+    /// have been delivered.
+    #[serde(default)]
+    pub in_flight: bool,
 }
 
 /// A failure of the outbox store.
@@ -579,6 +584,7 @@ mod tests {
             attempts: 0,
             progress: 0,
             last_error: None,
+            in_flight: false,
         }
     }
 

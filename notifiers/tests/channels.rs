@@ -27,6 +27,7 @@ fn telegram(peer: &TelegramPeer) -> TelegramChannel {
         chat_id: CHAT,
         min_interval: Duration::from_millis(20),
         timeout: Duration::from_secs(20),
+        at_most_once: false,
     })
     .unwrap()
 }
@@ -267,10 +268,12 @@ async fn telegram_down_is_retried() {
         chat_id: CHAT,
         min_interval: Duration::ZERO,
         timeout: Duration::from_secs(5),
+        at_most_once: false,
     })
     .unwrap();
     let e = ch.send(&rendered(false), &mut 0).await.unwrap_err();
     assert_eq!(e.action, RetryAction::Retry { after: None }, "{e}");
+    assert!(!e.maybe_delivered, "a refused connection sent nothing: {e}");
 }
 
 // ---- email ----

@@ -477,3 +477,126 @@ async fn a_hung_smtp_server_does_not_hold_telegram_back() {
     }
     silent.abort();
 }
+
+/// Opens a notifier for `c` on the store in `dir` (a restart opens it again).
+fn reopen(c: &NotifierConfig, dir: &std::path::Path) -> (Notifier, Arc<NotifierMetrics>) {
+    let store = Arc::new(NotifyStore::open(&dir.join("notify.redb")).unwrap());
+    let metrics = Arc::new(NotifierMetrics::default());
+    (
+        Notifier::open(c.clone(), store, metrics.clone()).unwrap(),
+        metrics,
+    )
+}
+
+fn sends(tg: &TelegramPeer) -> usize {
+    tg.calls().iter().filter(|c| *c == "sendMessage").count()
+}
+
+/// Issue 11, finding 9: a crash while Telegram holds the request repeats the
+/// message after the restart (at least once, the default); a target with
+/// `at_most_once` marks the attempt in the outbox before the request and
+/// gives it up after the restart instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_send_cut_by_a_crash_is_repeated_unless_at_most_once() {
+    for at_most_once in [false, true] {
+        let tg = TelegramPeer::start().await;
+        let mut t = telegram(&tg);
+        t.at_most_once = at_most_once;
+        let c = config(vec![Target::Telegram(t)]);
+        let dir = tempfile::tempdir().unwrap();
+        let (n, _) = reopen(&c, dir.path());
+        let now = unix_now();
+        tg.fail_next_method("sendMessage", 1, Fail::Hang);
+        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+        n.flush(now);
+        let sending = tokio::spawn({
+            let n = n.clone();
+            async move { n.deliver_due(now).await }
+        });
+        for _ in 0..200 {
+            if sends(&tg) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(sends(&tg), 1, "the peer holds the request");
+        let pending = n.outbox().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].in_flight, at_most_once,
+            "marked before the request"
+        );
+        // The crash: the send is cut, the process's state is gone.
+        sending.abort();
+        let _ = sending.await;
+        drop(n);
+        // The cut send's tasks let go of the store as they are dropped.
+        let mut reopened = None;
+        for _ in 0..200 {
+            if let Ok(store) = NotifyStore::open(&dir.path().join("notify.redb")) {
+                reopened = Some(store);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let metrics = Arc::new(NotifierMetrics::default());
+        let n = Notifier::open(
+            c.clone(),
+            Arc::new(reopened.expect("the store is released")),
+            metrics.clone(),
+        )
+        .unwrap();
+        n.deliver_due(now + 60).await;
+        let text = encode(&metrics);
+        assert!(n.outbox().unwrap().is_empty());
+        if at_most_once {
+            assert_eq!(sends(&tg), 1, "repeated although at most once");
+            assert!(text.contains("result=\"given_up\"} 1"), "{text}");
+        } else {
+            assert_eq!(sends(&tg), 2, "at least once: sent again after the restart");
+            assert!(text.contains("result=\"sent\"} 1"), "{text}");
+        }
+    }
+}
+
+/// A request that times out may have been delivered: retried by default,
+/// given up at once with `at_most_once`. One refused outright (Telegram's
+/// 429) is retried in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_once_gives_up_a_timed_out_send_and_retries_a_refused_one() {
+    for at_most_once in [false, true] {
+        let tg = TelegramPeer::start().await;
+        let mut t = telegram(&tg);
+        t.at_most_once = at_most_once;
+        t.timeout = Duration::from_millis(300);
+        let dir = tempfile::tempdir().unwrap();
+        let (n, metrics) = reopen(&config(vec![Target::Telegram(t)]), dir.path());
+        let now = unix_now();
+        tg.fail_next_method("sendMessage", 1, Fail::RetryAfter(1));
+        tg.fail_next_method("sendMessage", 1, Fail::Hang);
+        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
+        n.flush(now);
+        // Refused: kept for a retry, in both modes.
+        assert_eq!(n.deliver_due(now).await, 0);
+        assert_eq!(
+            n.outbox().unwrap().len(),
+            1,
+            "{:?} {}",
+            tg.calls(),
+            encode(&metrics)
+        );
+        assert!(!n.outbox().unwrap()[0].in_flight);
+        // Timed out.
+        assert_eq!(n.deliver_due(now + 60).await, 0);
+        let text = encode(&metrics);
+        if at_most_once {
+            assert!(n.outbox().unwrap().is_empty(), "given up");
+            assert!(text.contains("result=\"given_up\"} 1"), "{text}");
+            assert_eq!(sends(&tg), 2);
+        } else {
+            assert_eq!(n.outbox().unwrap().len(), 1, "kept for a retry");
+            assert_eq!(n.deliver_due(now + 120).await, 1);
+            assert_eq!(sends(&tg), 3);
+        }
+    }
+}

@@ -30,6 +30,12 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Whether this target delivers at most once (see
+    /// [`telegram::TelegramConfig::at_most_once`]).
+    pub fn at_most_once(&self) -> bool {
+        matches!(self, Self::Telegram(t) if t.at_most_once())
+    }
+
     /// Sends `n` (rendered as `r`) once, skipping the parts `progress` says
     /// were already acknowledged.
     pub async fn send(
@@ -98,6 +104,7 @@ pub(crate) async fn check_response(what: &str, resp: reqwest::Response) -> Resul
     Err(SendError {
         action,
         message: format!("{what} answered {status}: {}", snippet.trim()),
+        maybe_delivered: false,
     })
 }
 

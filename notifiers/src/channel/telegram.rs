@@ -37,6 +37,12 @@ pub struct TelegramConfig {
     pub min_interval: Duration,
     /// Whole-request timeout (the long poll adds its own wait to it).
     pub timeout: Duration,
+    /// Never send a message twice, at the cost of losing one: each attempt
+    /// is marked in the outbox before the request, and an attempt that may
+    /// have reached Telegram (a crash or stop during it, a timeout, a broken
+    /// connection) is given up instead of repeated. Default false: at least
+    /// once.
+    pub at_most_once: bool,
 }
 
 impl TelegramConfig {
@@ -48,6 +54,7 @@ impl TelegramConfig {
             chat_id,
             min_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(30),
+            at_most_once: false,
         }
     }
 }
@@ -65,6 +72,7 @@ impl std::fmt::Debug for TelegramConfig {
             .field("chat_id", &self.chat_id)
             .field("min_interval", &self.min_interval)
             .field("timeout", &self.timeout)
+            .field("at_most_once", &self.at_most_once)
             .finish()
     }
 }
@@ -180,10 +188,16 @@ fn map_error(e: &RequestError, token: &str) -> SendError {
                 after: Some(s.duration()),
             },
             message,
+            maybe_delivered: false,
         },
-        RequestError::Network(_) | RequestError::Io(_) => SendError::retry(message),
-        // Not JSON: a proxy's error page, most likely a 5xx.
-        RequestError::InvalidJson { .. } => SendError::retry(message),
+        // Refused before the request left: nothing was sent.
+        RequestError::Network(n) if n.is_connect() => SendError::retry(message),
+        // Cut during the request (a timeout, a reset): Telegram may have sent it.
+        RequestError::Network(_) | RequestError::Io(_) => {
+            SendError::retry(message).maybe_delivered()
+        }
+        // Not JSON: a proxy's error page, most likely a 5xx, maybe after forwarding.
+        RequestError::InvalidJson { .. } => SendError::retry(message).maybe_delivered(),
         RequestError::MigrateToChatId(id) => {
             SendError::permanent(format!("{message}: configure chat_id {} instead", id.0))
         }
@@ -203,6 +217,11 @@ fn no_link_previews() -> LinkPreviewOptions {
 }
 
 impl TelegramChannel {
+    /// Whether it delivers at most once.
+    pub fn at_most_once(&self) -> bool {
+        self.config.at_most_once
+    }
+
     /// A channel for `c` (no request is made).
     pub fn new(c: TelegramConfig) -> Result<Self, SendError> {
         if c.token.is_empty() {

@@ -107,6 +107,25 @@ impl Notifier {
             self.count(&receiver, &e.target, "given_up");
             return false;
         }
+        let once = inner
+            .targets
+            .get(&e.target)
+            .is_some_and(|t| t.channel.at_most_once());
+        if once {
+            if e.in_flight {
+                // An attempt was under way when prognos stopped: it may
+                // have been delivered, and this target never repeats one.
+                self.give_up_once(&e, "an attempt was under way when prognos stopped", now);
+                self.count(&receiver, &e.target, "given_up");
+                return false;
+            }
+            // Durable before the request, so a crash during it is known.
+            e.in_flight = true;
+            if let Err(err) = inner.store.reschedule(&e) {
+                self.store_error("marking a delivery in flight", &err);
+                return false;
+            }
+        }
         let mut progress = e.progress;
         let result = match &e.delivery {
             Delivery::Notify(n) => match inner.targets.get(&e.target) {
@@ -150,9 +169,15 @@ impl Notifier {
                 self.count(&receiver, &e.target, "sent");
                 true
             }
+            Err(err) if once && err.maybe_delivered => {
+                self.give_up_once(&e, &err.message, now);
+                self.count(&receiver, &e.target, "given_up");
+                false
+            }
             Err(err) => {
                 e.attempts += 1;
                 e.progress = progress;
+                e.in_flight = false;
                 e.last_error = Some(err.message.clone());
                 match err.action {
                     RetryAction::Retry { after } => {
@@ -184,6 +209,19 @@ impl Notifier {
                 }
                 false
             }
+        }
+    }
+
+    /// Gives up an attempt of an at-most-once target that may have been
+    /// delivered, rather than risk sending it twice.
+    fn give_up_once(&self, e: &OutboxEntry, what: &str, now: i64) {
+        let reason = format!(
+            "at_most_once: not repeated, it may have been delivered ({})",
+            crate::secret::excerpt(what, 300)
+        );
+        tracing::warn!(target = %e.target, id = %e.id, %reason, "Delivery given up.");
+        if let Err(err) = self.inner.store.abandon(&e.id, &reason, now) {
+            self.store_error("giving a delivery up", &err);
         }
     }
 

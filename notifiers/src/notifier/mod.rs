@@ -613,5 +613,6 @@ fn entry(target: &str, key: &str, delivery: Delivery, now: i64) -> OutboxEntry {
         attempts: 0,
         progress: 0,
         last_error: None,
+        in_flight: false,
     }
 }

@@ -238,7 +238,11 @@ pub async fn call(
     if !snippet.is_empty() {
         let _ = write!(message, ": {snippet}");
     }
-    Err(SendError { action, message })
+    Err(SendError {
+        action,
+        message,
+        maybe_delivered: false,
+    })
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub enum Fail {
     Status(u16),
     /// 429 with `parameters.retry_after` (seconds).
     RetryAfter(u32),
+    /// No answer at all: the request is recorded and left hanging.
+    Hang,
 }
 
 #[derive(Default)]
@@ -292,6 +294,7 @@ fn fail_response(f: Fail) -> Response {
             })),
         )
             .into_response(),
+        Fail::Hang => error(504, "Gateway Timeout"),
         Fail::Status(code) => {
             let desc = match code {
                 400 => "Bad Request: chat not found",
@@ -534,7 +537,7 @@ async fn handle(
         Err(e) => return error(400, &format!("Bad Request: {e}")),
     };
     let method_lc = method.to_ascii_lowercase();
-    {
+    let failure = {
         let mut s = shared.inner.lock().unwrap();
         // Telegram's method names are case-insensitive (teloxide sends `SendMessage`).
         let mut canonical = method.clone();
@@ -546,9 +549,14 @@ async fn handle(
             Some(m) => m.eq_ignore_ascii_case(&method),
             None => method_lc != "getupdates",
         });
-        if let Some((_, f)) = matching.and_then(|i| s.failures.remove(i)) {
-            return fail_response(f);
+        matching.and_then(|i| s.failures.remove(i))
+    };
+    match failure {
+        Some((_, Fail::Hang)) => {
+            std::future::pending::<()>().await;
         }
+        Some((_, f)) => return fail_response(f),
+        None => {}
     }
     match method_lc.as_str() {
         "getme" => ok(json!({

@@ -174,6 +174,7 @@ pub(crate) fn load(
                 t.chat_id,
                 t.min_interval.as_ref(),
                 t.timeout.as_ref(),
+                t.at_most_once,
             ) {
                 targets.push(Target::Telegram(c));
             }
@@ -327,6 +328,7 @@ pub(crate) fn load(
             b.token_file.as_ref(),
             b.token_env.as_ref(),
             b.chat_id,
+            None,
             None,
             None,
         )?;

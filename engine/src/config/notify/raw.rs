@@ -80,6 +80,9 @@ pub struct RawTelegram {
     pub min_interval: Option<Text>,
     /// Deadline of one API call. Default `30s`.
     pub timeout: Option<Text>,
+    /// Never repeat a message that may have been sent (a crash, a timeout),
+    /// at the cost of losing it. Default false: at least once.
+    pub at_most_once: Option<bool>,
 }
 
 /// Email over SMTP.

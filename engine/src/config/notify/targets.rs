@@ -22,6 +22,7 @@ pub(super) fn telegram(
     chat_id: Option<i64>,
     min_interval: Option<&Text>,
     timeout: Option<&Text>,
+    at_most_once: Option<bool>,
 ) -> Option<TelegramConfig> {
     let api = url_at(
         report,
@@ -52,6 +53,7 @@ pub(super) fn telegram(
         chat_id: chat_id?,
         min_interval: min?,
         timeout: timeout?,
+        at_most_once: at_most_once.unwrap_or(false),
     })
 }
 
