@@ -101,7 +101,8 @@ impl Notifier {
             );
             tracing::warn!(target = %e.target, id = %e.id, %reason, "Delivery given up.");
             self.finish_remediation(&e, Err(&reason), now);
-            if let Err(err) = inner.store.abandon(&e.id, &reason, now) {
+            let id = e.id.clone();
+            if let Err(err) = self.on_store(move |s| s.abandon(&id, &reason, now)).await {
                 self.store_error("giving a delivery up", &err);
             }
             self.count(&receiver, &e.target, "given_up");
@@ -115,13 +116,15 @@ impl Notifier {
             if e.in_flight {
                 // An attempt was under way when prognos stopped: it may
                 // have been delivered, and this target never repeats one.
-                self.give_up_once(&e, "an attempt was under way when prognos stopped", now);
+                self.give_up_once(&e, "an attempt was under way when prognos stopped", now)
+                    .await;
                 self.count(&receiver, &e.target, "given_up");
                 return false;
             }
             // Durable before the request, so a crash during it is known.
             e.in_flight = true;
-            if let Err(err) = inner.store.reschedule(&e) {
+            let marked = e.clone();
+            if let Err(err) = self.on_store(move |s| s.reschedule(&marked)).await {
                 self.store_error("marking a delivery in flight", &err);
                 return false;
             }
@@ -163,14 +166,15 @@ impl Notifier {
         };
         match result {
             Ok(()) => {
-                if let Err(err) = inner.store.acknowledge(&e.id, now) {
+                let id = e.id.clone();
+                if let Err(err) = self.on_store(move |s| s.acknowledge(&id, now)).await {
                     self.store_error("acknowledging a delivery", &err);
                 }
                 self.count(&receiver, &e.target, "sent");
                 true
             }
             Err(err) if once && err.maybe_delivered => {
-                self.give_up_once(&e, &err.message, now);
+                self.give_up_once(&e, &err.message, now).await;
                 self.count(&receiver, &e.target, "given_up");
                 false
             }
@@ -193,7 +197,8 @@ impl Notifier {
                             .saturating_add(1);
                         e.next_attempt_at = crate::retry::next_attempt_at(now, delay, give_up_at);
                         tracing::warn!(target = %e.target, attempt = e.attempts, retry_in_s = e.next_attempt_at.saturating_sub(now), error = %err.message, "Delivery failed; will retry.");
-                        if let Err(s) = inner.store.reschedule(&e) {
+                        let retried = e.clone();
+                        if let Err(s) = self.on_store(move |st| st.reschedule(&retried)).await {
                             self.store_error("rescheduling a delivery", &s);
                         }
                         self.count(&receiver, &e.target, "failed");
@@ -201,7 +206,8 @@ impl Notifier {
                     RetryAction::DontRetry | RetryAction::Successful => {
                         tracing::error!(target = %e.target, error = %err.message, "Delivery failed for good.");
                         self.finish_remediation(&e, Err(&err.message), now);
-                        if let Err(s) = inner.store.abandon(&e.id, &err.message, now) {
+                        let (id, why) = (e.id.clone(), err.message.clone());
+                        if let Err(s) = self.on_store(move |st| st.abandon(&id, &why, now)).await {
                             self.store_error("dropping a delivery", &s);
                         }
                         self.count(&receiver, &e.target, "dropped");
@@ -214,15 +220,34 @@ impl Notifier {
 
     /// Gives up an attempt of an at-most-once target that may have been
     /// delivered, rather than risk sending it twice.
-    fn give_up_once(&self, e: &OutboxEntry, what: &str, now: i64) {
+    async fn give_up_once(&self, e: &OutboxEntry, what: &str, now: i64) {
         let reason = format!(
             "at_most_once: not repeated, it may have been delivered ({})",
             crate::secret::excerpt(what, 300)
         );
         tracing::warn!(target = %e.target, id = %e.id, %reason, "Delivery given up.");
-        if let Err(err) = self.inner.store.abandon(&e.id, &reason, now) {
+        let id = e.id.clone();
+        if let Err(err) = self.on_store(move |s| s.abandon(&id, &reason, now)).await {
             self.store_error("giving a delivery up", &err);
         }
+    }
+
+    /// Runs a store operation on a blocking thread: each of the delivery's
+    /// writes commits durably (an fsync), which must not hold an async
+    /// thread that other targets' sends run on.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&NotifyStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Db {
+                    path: String::new(),
+                    message: format!("the store task failed: {e}"),
+                })
+            })
     }
 
     async fn send_notification(
