@@ -44,9 +44,9 @@ pub struct RuleRuntime {
     pub series: HashMap<String, ModelledSeries>,
     /// Alert state.
     pub alerts: RuleAlerts,
-    /// The alert state as last written to the store (`None`: not known to
-    /// be there), so an evaluation that changed nothing writes nothing.
-    pub(crate) saved: Option<RuleAlerts>,
+    /// The alert state the store holds: an evaluation that changed nothing
+    /// writes nothing, and one whose write failed goes back to it.
+    pub(crate) saved: RuleAlerts,
     /// Last evaluation slot (Unix seconds).
     pub last_eval: Option<i64>,
     /// How long it took.
@@ -90,7 +90,7 @@ impl RuleHandle {
             group: group.to_string(),
             rule: rule.clone(),
             series: HashMap::new(),
-            saved: Some(alerts.clone()),
+            saved: alerts.clone(),
             alerts,
             last_eval: None,
             last_duration: Duration::ZERO,

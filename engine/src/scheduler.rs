@@ -673,7 +673,7 @@ impl Engine {
         // Persist before announcing: a crash between the two re-announces
         // nothing. An evaluation that changed nothing (most rules, most of
         // the time: no alert at all) writes nothing.
-        if rt.saved.as_ref() == Some(&rt.alerts) {
+        if rt.saved == rt.alerts {
             return events;
         }
         if let Err(e) = self.store.save(&[(rt.id.as_str(), &rt.alerts)]) {
@@ -681,12 +681,10 @@ impl Engine {
             // evaluation finds these transitions again: held back, not lost.
             tracing::error!(rule = %rt.id, error = %e, "Could not save alert state; its transitions are held back until it can be.");
             self.metrics.count_error(&rt.id, "store");
-            if let Some(saved) = &rt.saved {
-                rt.alerts = saved.clone();
-            }
+            rt.alerts = rt.saved.clone();
             return Vec::new();
         }
-        rt.saved = Some(rt.alerts.clone());
+        rt.saved = rt.alerts.clone();
         events
     }
 
