@@ -372,8 +372,15 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 async fn ready(State(s): State<AppState>) -> Response {
     let e = s.engine.read().await.clone();
-    let notify_ok = s.notify.as_ref().is_none_or(|n| n.store_healthy());
-    if !e.store_healthy() || !notify_ok {
+    // A closed store is reopened here once its backoff has passed: file
+    // I/O (redb may recover the file), so off the async threads.
+    let stores_ok = tokio::task::spawn_blocking({
+        let (e, notify) = (e.clone(), s.notify.clone());
+        move || e.store_healthy() && notify.is_none_or(|n| n.store_healthy())
+    })
+    .await
+    .unwrap_or(false);
+    if !stores_ok {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "prognos is not ready: a store cannot be written (is the disk full? see prognos_store_errors_total and the log).\n",
