@@ -61,23 +61,32 @@ impl NotifySink {
         self.store.count_errors_in(counter);
     }
 
-    /// Builds a notifier for `config` (None: notifications off) and puts it
-    /// in force once the old one's loops have stopped (see
-    /// [`NotifySink::stop`]); on error the running one stays.
+    /// Puts `config` in force (None: notifications off); on error the
+    /// running notifier stays. A notifier already running keeps its core —
+    /// the groups, silences and approvals it holds — and only follows the new
+    /// routes and receivers; its deliver and bot loops are restarted on the
+    /// new channels once the old ones have stopped (see [`NotifySink::stop`]).
+    /// Turned off, the core is closed once every transition handed to it is
+    /// durable; turned on again, a new one reads the store.
     pub async fn apply(&self, config: Option<NotifierConfig>) -> Result<()> {
-        let new = match config {
-            Some(c) => Some(
+        let running = self.current();
+        let new = match (config, &running) {
+            (Some(c), Some(n)) => Some(n.reconfigure(c).await.context("setting up notifications")?),
+            (Some(c), None) => Some(
                 Notifier::open(c, self.store.clone(), self.metrics.clone())
                     .context("setting up notifications")?,
             ),
-            None => None,
+            (None, _) => None,
         };
         self.stop().await;
         if let Some(n) = &new {
             let (tx, rx) = watch::channel(false);
             *self.loops.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, n.spawn(rx)));
         }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        if let (None, Some(old)) = (&new, running) {
+            old.close().await;
+        }
         Ok(())
     }
 
@@ -113,7 +122,7 @@ impl NotifySink {
 
     /// Hands the alerts firing in `engine`'s saved state to the notifier,
     /// which notifies those it has not grouped yet.
-    pub fn resync(&self, engine: &Engine) {
+    pub async fn resync(&self, engine: &Engine) {
         let Some(n) = self.current() else {
             return;
         };
@@ -129,15 +138,17 @@ impl NotifySink {
                 firing.push(alert_info(&view.id, &AlertEvent::Firing(a.clone()), url));
             }
         }
-        n.resync(&firing, unix_now());
+        n.resync(&firing, unix_now()).await;
     }
 }
 
+/// Call from a thread that may block (the engine hands alerts over on a
+/// blocking thread): the notifier's core answers once they are durable.
 impl AlertSink for NotifySink {
     fn send(&self, alerts: &[AlertInfo]) {
         LogSink.send(alerts);
         if let Some(n) = self.current() {
-            n.ingest(alerts, unix_now());
+            n.ingest_blocking(alerts, unix_now());
         }
     }
 }

@@ -74,6 +74,40 @@ type Fitted = (
     Result<Result<ModelledSeries, prognos_models::Error>, String>,
 );
 
+/// See [`Engine::resolve_gone`]: saves the gone rules' alerts as resolved,
+/// announces them to `sink`, then forgets the rules' state.
+fn resolve(
+    store: &AlertStore,
+    sink: &dyn AlertSink,
+    mut gone: Vec<(String, RuleAlerts)>,
+    url: &str,
+    now: i64,
+) {
+    let mut infos = Vec::new();
+    for (id, alerts) in &mut gone {
+        for e in alerts.resolve_all(now) {
+            infos.push(alert_info(id, &e, url.to_string()));
+        }
+    }
+    if !infos.is_empty() {
+        let resolved: Vec<(&str, &RuleAlerts)> =
+            gone.iter().map(|(id, a)| (id.as_str(), a)).collect();
+        if let Err(e) = store.save(&resolved) {
+            tracing::error!(error = %e, alerts = infos.len(), "Could not save the removed rules' alerts as resolved; they are resolved at the next start or reload.");
+            return;
+        }
+        tracing::info!(
+            alerts = infos.len(),
+            "Resolving the alerts of removed rules."
+        );
+        sink.send(&infos);
+    }
+    let ids: Vec<&str> = gone.iter().map(|(id, _)| id.as_str()).collect();
+    if let Err(e) = store.remove(&ids) {
+        tracing::warn!(error = %e, "Could not forget the state of removed rules (it holds nothing firing).");
+    }
+}
+
 /// Whether `shard` models the series with label key `key`.
 pub fn owns(shard: Shard, key: &str) -> bool {
     shard.count <= 1 || label_hash(key) % u64::from(shard.count) == u64::from(shard.index)
@@ -126,9 +160,9 @@ impl Engine {
     /// Resolves the alerts that rules removed from the configuration while
     /// prognos was stopped left firing: each is announced as resolved once,
     /// then their saved state is forgotten. Call once the sink is ready.
-    pub fn resolve_removed_rules(&self, now: i64) {
+    pub async fn resolve_removed_rules(&self, now: i64) {
         let removed = std::mem::take(&mut *self.removed.lock().unwrap_or_else(|e| e.into_inner()));
-        self.resolve_gone(removed, now);
+        self.resolve_gone(removed, now).await;
     }
 
     /// Announces the firing alerts of rules that are gone as resolved, then
@@ -137,34 +171,17 @@ impl Engine {
     /// start-up resync resolves what it still holds as firing), and a crash
     /// before it announces them at the next start. When the save fails
     /// nothing is announced; the state on disk still fires, so the next
-    /// start or reload resolves it.
-    fn resolve_gone(&self, mut gone: Vec<(String, RuleAlerts)>, now: i64) {
+    /// start or reload resolves it. Its writes and the sink run on a
+    /// blocking thread.
+    async fn resolve_gone(&self, gone: Vec<(String, RuleAlerts)>, now: i64) {
         if gone.is_empty() {
             return;
         }
         let url = format!("{}/api/v1/alerts", self.config.external_url);
-        let mut infos = Vec::new();
-        for (id, alerts) in &mut gone {
-            for e in alerts.resolve_all(now) {
-                infos.push(alert_info(id, &e, url.clone()));
-            }
-        }
-        if !infos.is_empty() {
-            let resolved: Vec<(&str, &RuleAlerts)> =
-                gone.iter().map(|(id, a)| (id.as_str(), a)).collect();
-            if let Err(e) = self.store.save(&resolved) {
-                tracing::error!(error = %e, alerts = infos.len(), "Could not save the removed rules' alerts as resolved; they are resolved at the next start or reload.");
-                return;
-            }
-            tracing::info!(
-                alerts = infos.len(),
-                "Resolving the alerts of removed rules."
-            );
-            self.sink.send(&infos);
-        }
-        let ids: Vec<&str> = gone.iter().map(|(id, _)| id.as_str()).collect();
-        if let Err(e) = self.store.remove(&ids) {
-            tracing::warn!(error = %e, "Could not forget the state of removed rules (it holds nothing firing).");
+        let (store, sink) = (self.store.clone(), self.sink.clone());
+        let done = tokio::task::spawn_blocking(move || resolve(&store, &*sink, gone, &url, now));
+        if let Err(e) = done.await {
+            tracing::error!(error = %e, "Resolving the alerts of removed rules failed.");
         }
     }
 
@@ -219,7 +236,7 @@ impl Engine {
                 gone.push((id, alerts));
             }
         }
-        self.resolve_gone(gone, now);
+        self.resolve_gone(gone, now).await;
     }
 
     /// The recent history of one series of `rule` from Prometheus: the
@@ -1036,7 +1053,7 @@ mod tests {
                         let new = engine(with_for(&names), &store, &sink, end);
                         fault(step);
                         new.carry_over(&e, t).await;
-                        new.resolve_removed_rules(t);
+                        new.resolve_removed_rules(t).await;
                         e = new;
                     }
                     // A restart with the rule still gone.
@@ -1044,7 +1061,7 @@ mod tests {
                         drop(e);
                         e = engine(with_for(&names), &store, &sink, end);
                         fault(step);
-                        e.resolve_removed_rules(t);
+                        e.resolve_removed_rules(t).await;
                     }
                 }
                 tokio::time::advance(Duration::from_secs(60)).await;
@@ -1183,7 +1200,7 @@ mod tests {
         assert_eq!(sink.sent(), [firing("Kept"), firing("Gone")]);
         let new = engine(config_with(dir.path(), &["Kept"]), &store, &sink, end);
         new.carry_over(&old, end + 60).await;
-        new.resolve_removed_rules(end + 60);
+        new.resolve_removed_rules(end + 60).await;
         assert_eq!(
             sink.sent()[2..],
             [resolved("Gone")],
@@ -1209,10 +1226,11 @@ mod tests {
         .evaluate_all(end)
         .await;
         let restarted = engine(config_with(dir.path(), &["Kept"]), &store, &sink, end);
-        restarted.resolve_removed_rules(end + 60);
-        restarted.resolve_removed_rules(end + 120);
+        restarted.resolve_removed_rules(end + 60).await;
+        restarted.resolve_removed_rules(end + 120).await;
         engine(config_with(dir.path(), &["Kept"]), &store, &sink, end)
-            .resolve_removed_rules(end + 180);
+            .resolve_removed_rules(end + 180)
+            .await;
         assert_eq!(sink.sent()[2..], [resolved("Gone")]);
     }
 

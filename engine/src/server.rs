@@ -646,9 +646,8 @@ fn api_error(code: StatusCode, message: impl std::fmt::Display) -> Response {
 
 async fn silences(State(s): State<AppState>) -> Response {
     match notifier(&s) {
-        Ok(n) => {
-            Json(serde_json::json!({"status": "success", "data": n.silences()})).into_response()
-        }
+        Ok(n) => Json(serde_json::json!({"status": "success", "data": n.silences().await}))
+            .into_response(),
         Err(r) => *r,
     }
 }
@@ -728,13 +727,16 @@ async fn add_silence(
         }
     };
     let by = req.created_by.unwrap_or_else(|| "api".to_string());
-    match n.add_silence(
-        matchers,
-        now,
-        ends_at,
-        &by,
-        req.comment.as_deref().unwrap_or(""),
-    ) {
+    match n
+        .add_silence(
+            matchers,
+            now,
+            ends_at,
+            &by,
+            req.comment.as_deref().unwrap_or(""),
+        )
+        .await
+    {
         Ok(id) => Json(serde_json::json!({"status": "success", "data": {"silenceId": id}}))
             .into_response(),
         Err(e) => api_error(StatusCode::BAD_REQUEST, e),
@@ -750,7 +752,7 @@ async fn expire_silence(
         return *r;
     }
     match notifier(&s) {
-        Ok(n) => match n.expire_silence(&id, crate::timestamp::unix_now()) {
+        Ok(n) => match n.expire_silence(&id, crate::timestamp::unix_now()).await {
             Ok(()) => Json(serde_json::json!({"status": "success"})).into_response(),
             Err(e) => api_error(StatusCode::NOT_FOUND, e),
         },
@@ -763,7 +765,7 @@ async fn notifications(State(s): State<AppState>) -> Response {
         Ok(n) => n,
         Err(r) => return *r,
     };
-    let outbox = match n.outbox() {
+    let outbox = match n.outbox().await {
         Ok(o) => o,
         Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
@@ -779,7 +781,7 @@ async fn notifications(State(s): State<AppState>) -> Response {
         })
         .collect();
     Json(
-        serde_json::json!({"status": "success", "data": {"outbox": pending, "groups": n.groups()}}),
+        serde_json::json!({"status": "success", "data": {"outbox": pending, "groups": n.groups().await}}),
     )
     .into_response()
 }
@@ -792,7 +794,7 @@ struct AuditQuery {
 
 async fn remediations(State(s): State<AppState>, Query(q): Query<AuditQuery>) -> Response {
     match notifier(&s) {
-        Ok(n) => match n.audit(q.limit.unwrap_or(100).min(10_000)) {
+        Ok(n) => match n.audit(q.limit.unwrap_or(100).min(10_000)).await {
             Ok(a) => Json(serde_json::json!({"status": "success", "data": a})).into_response(),
             Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
         },

@@ -219,7 +219,12 @@ async fn a_receiver_down_for_a_while_gets_everything_when_it_returns() {
     // Failed attempts pile up while the receiver is down.
     let mut attempts = 0;
     for _ in 0..100 {
-        attempts = notifier.outbox().unwrap().first().map_or(0, |e| e.attempts);
+        attempts = notifier
+            .outbox()
+            .await
+            .unwrap()
+            .first()
+            .map_or(0, |e| e.attempts);
         if attempts >= 3 {
             break;
         }
@@ -238,12 +243,12 @@ async fn a_receiver_down_for_a_while_gets_everything_when_it_returns() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body["alerts"][0]["labels"]["team"], "shop");
     for _ in 0..50 {
-        if notifier.outbox().unwrap().is_empty() {
+        if notifier.outbox().await.unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(notifier.outbox().unwrap().is_empty());
+    assert!(notifier.outbox().await.unwrap().is_empty());
     sink.stop().await;
 }
 
@@ -265,6 +270,20 @@ async fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T>
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     f()
+}
+
+/// [`eventually`] with an async check.
+async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
+    secs: u64,
+    mut f: impl FnMut() -> F,
+) -> Option<T> {
+    for _ in 0..secs * 10 {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f().await
 }
 
 fn sent(peer: &TelegramPeer, method: &str) -> Vec<Recorded> {
@@ -518,7 +537,7 @@ async fn remediation_runs_only_after_an_allowlisted_approval() {
         "{markup}"
     );
     assert!(ask.text.unwrap().contains("grow-volume"));
-    let audit = notifier.audit(10).unwrap();
+    let audit = notifier.audit(10).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(
         serde_json::to_value(audit[0].status).unwrap(),
@@ -532,7 +551,7 @@ async fn remediation_runs_only_after_an_allowlisted_approval() {
         .expect("the press is answered");
     assert!(refused.text.unwrap().contains("not on"), "told why");
     assert!(calls.lock().unwrap().is_empty(), "nothing was called");
-    let audit = notifier.audit(10).unwrap();
+    let audit = notifier.audit(10).await.unwrap();
     assert!(
         audit[0].refusals.iter().any(|r| r.contains("999")),
         "{:?}",
@@ -546,9 +565,10 @@ async fn remediation_runs_only_after_an_allowlisted_approval() {
         .expect("the remediation receiver got a verified call");
     assert_eq!(body["service"], "shop-db");
     assert_eq!(body["alert"], "ShopDiskFullSoon");
-    let r = eventually(30, || {
+    let r = eventually_async(30, || async {
         notifier
             .audit(10)
+            .await
             .unwrap()
             .into_iter()
             .find(|r| serde_json::to_value(r.status).unwrap() == "sent")
@@ -648,9 +668,9 @@ async fn silences_from_the_api_and_telegram() {
     engine.evaluate_all(now).await;
     let notifier = sink.current().unwrap();
     // The group holds the alert, muted: nothing to deliver.
-    assert_eq!(notifier.groups().len(), 1);
-    assert_eq!(notifier.flush(now_secs() + 1).0, 0);
-    assert!(notifier.outbox().unwrap().is_empty());
+    assert_eq!(notifier.groups().await.len(), 1);
+    assert_eq!(notifier.flush(now_secs() + 1).await.0, 0);
+    assert!(notifier.outbox().await.unwrap().is_empty());
     assert!(hook.received().is_empty());
 
     // A stranger cannot silence; the allowed user ends the silence.
@@ -702,12 +722,15 @@ async fn a_reload_during_a_send_does_not_send_it_twice() {
         Arc::new(NotifierMetrics::default()),
     )
     .unwrap();
+    let sink = Arc::new(sink);
     sink.apply(cfg.notifications.clone()).await.unwrap();
     let labels = [("alertname", "ShopDiskFullSoon"), ("service", "shop-db")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    sink.send(&[AlertInfo {
+    // The engine hands alerts over from a blocking thread.
+    let engine_side = sink.clone();
+    let firing = [AlertInfo {
         rule: "storage/ShopDiskFullSoon".into(),
         labels,
         annotations: Default::default(),
@@ -717,13 +740,16 @@ async fn a_reload_during_a_send_does_not_send_it_twice() {
         value: 1.0,
         generator_url: "http://127.0.0.1/api/v1/alerts".into(),
         explanation: None,
-    }]);
+    }];
+    tokio::task::spawn_blocking(move || engine_side.send(&firing))
+        .await
+        .unwrap();
     assert_eq!(hook.wait_for(1, 60).await.len(), 1, "never sent");
 
     // The receiver holds its answer: reload now, with the same settings.
     sink.apply(cfg.notifications.clone()).await.unwrap();
     let n = sink.current().expect("a notifier in force");
-    eventually(60, || n.outbox().ok().filter(Vec::is_empty))
+    eventually_async(60, || async { n.outbox().await.ok().filter(Vec::is_empty) })
         .await
         .expect("the outbox empties");
     assert_eq!(

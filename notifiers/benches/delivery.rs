@@ -171,11 +171,11 @@ async fn run() {
     let alerts: Vec<AlertInfo> = (0..ALERTS).map(|i| alert(i, now)).collect();
 
     let (cpu0, wall0) = (cpu_time(), Instant::now());
-    notifier.ingest(&alerts, now);
+    notifier.ingest(&alerts, now).await;
     let (cpu_ingest, wall_ingest) = (cpu_time() - cpu0, wall0.elapsed());
-    let (queued, _) = notifier.flush(now);
+    let (queued, _) = notifier.flush(now).await;
     let mut rounds = 0;
-    while !notifier.outbox().unwrap().is_empty() {
+    while !notifier.outbox().await.unwrap().is_empty() {
         notifier.deliver_due(now + rounds).await;
         rounds += 1;
         assert!(rounds < 600, "the outbox does not drain");

@@ -108,6 +108,8 @@ pub struct Reopening {
     slot: Mutex<Slot>,
     errors: std::sync::RwLock<Counter>,
     faults: AtomicU32,
+    /// Operations to let through before the injected faults fire.
+    fault_after: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -133,6 +135,7 @@ impl Reopening {
                 }),
                 errors: std::sync::RwLock::new(Counter::default()),
                 faults: AtomicU32::new(0),
+                fault_after: AtomicU32::new(0),
             },
             found,
         ))
@@ -166,6 +169,13 @@ impl Reopening {
     /// touching the file (fault-injection tests: a crash or a full disk at
     /// the k-th commit).
     pub fn inject_faults(&self, n: u32) {
+        self.inject_fault_after(0, n);
+    }
+
+    /// Lets `skip` operations through, then makes the next `n` fail as in
+    /// [`Reopening::inject_faults`] (a crash or full disk at the k-th step).
+    pub fn inject_fault_after(&self, skip: u32, n: u32) {
+        self.fault_after.store(skip, Ordering::SeqCst);
         self.faults.store(n, Ordering::SeqCst);
     }
 
@@ -230,10 +240,15 @@ impl Reopening {
             Ok(db) => db,
             Err(message) => return Err(closed(message)),
         };
-        let injected = self
-            .faults
+        let skipped = self
+            .fault_after
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
+        let injected = !skipped
+            && self
+                .faults
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         let result = if injected {
             Err(closed("injected fault".to_string()))
         } else {

@@ -185,6 +185,12 @@ impl NotifyStore {
         self.db.inject_faults(n);
     }
 
+    /// Lets `skip` operations through, then fails the next one (fault-injection
+    /// tests: a failure at the k-th step of a decision).
+    pub fn inject_fault_after(&self, skip: u32) {
+        self.db.inject_fault_after(skip, 1);
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Db {
             path: self.path.clone(),

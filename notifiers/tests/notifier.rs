@@ -92,10 +92,10 @@ async fn telegram_retry_after_is_honoured() {
     let (n, metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
     let now = unix_now();
     tg.fail_next(1, Fail::RetryAfter(30));
-    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-    assert_eq!(n.flush(now).0, 1);
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+    assert_eq!(n.flush(now).await.0, 1);
     assert_eq!(n.deliver_due(now).await, 0);
-    let e = n.outbox().unwrap().remove(0);
+    let e = n.outbox().await.unwrap().remove(0);
     assert_eq!(e.attempts, 1);
     assert!(
         e.next_attempt_at >= now + 30,
@@ -110,7 +110,7 @@ async fn telegram_retry_after_is_honoured() {
     assert!(tg.messages().is_empty());
     assert_eq!(n.deliver_due(now + 30).await, 1);
     assert_eq!(tg.messages().len(), 1);
-    assert!(n.outbox().unwrap().is_empty());
+    assert!(n.outbox().await.unwrap().is_empty());
     let text = encode(&metrics);
     assert!(text.contains("result=\"failed\"} 1"), "{text}");
     assert!(text.contains("result=\"sent\"} 1"), "{text}");
@@ -133,13 +133,13 @@ async fn an_undeliverable_notification_is_given_up_after_its_age() {
     };
     let (n, metrics, _dir) = open(config(vec![Target::Webhook(hook)]));
     let now = unix_now();
-    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-    n.flush(now);
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+    n.flush(now).await;
     assert_eq!(n.deliver_due(now).await, 0);
-    assert_eq!(n.outbox().unwrap().len(), 1, "kept for a retry");
+    assert_eq!(n.outbox().await.unwrap().len(), 1, "kept for a retry");
     // Past give_up_after (600 s): dropped, counted, not retried again.
     assert_eq!(n.deliver_due(now + 601).await, 0);
-    assert!(n.outbox().unwrap().is_empty());
+    assert!(n.outbox().await.unwrap().is_empty());
     let text = encode(&metrics);
     assert!(
         text.contains("prognos_notifications_total{receiver=\"ops\",target=\"ops/webhook\",result=\"given_up\"} 1"),
@@ -202,17 +202,23 @@ async fn an_unanswered_approval_expires_and_nothing_is_called() {
         action(&target.url, Some(policy), false),
     ));
     let now = unix_now();
-    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-    n.flush(now);
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+    n.flush(now).await;
     n.deliver_due(now).await;
     let ask = tg.messages().into_iter().find(|m| m.reply_markup.is_some());
     assert!(ask.is_some(), "the approval request went out");
-    assert_eq!(n.audit(5).unwrap()[0].status, AuditStatus::AwaitingApproval);
+    assert_eq!(
+        n.audit(5).await.unwrap()[0].status,
+        AuditStatus::AwaitingApproval
+    );
 
     n.expire_approvals(now + 299).await;
-    assert_eq!(n.audit(5).unwrap()[0].status, AuditStatus::AwaitingApproval);
+    assert_eq!(
+        n.audit(5).await.unwrap()[0].status,
+        AuditStatus::AwaitingApproval
+    );
     n.expire_approvals(now + 300).await;
-    assert_eq!(n.audit(5).unwrap()[0].status, AuditStatus::Expired);
+    assert_eq!(n.audit(5).await.unwrap()[0].status, AuditStatus::Expired);
     let edited = tg
         .messages()
         .into_iter()
@@ -247,10 +253,10 @@ async fn a_dry_run_is_audited_and_calls_nothing() {
     })]);
     let (n, metrics, _dir) = open(with_remediation(c, &tg, action(&target.url, None, true)));
     let now = unix_now();
-    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-    n.flush(now);
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+    n.flush(now).await;
     n.deliver_due(now).await;
-    let audit = n.audit(5).unwrap();
+    let audit = n.audit(5).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].status, AuditStatus::DryRun);
     let request = audit[0]
@@ -266,8 +272,9 @@ async fn a_dry_run_is_audited_and_calls_nothing() {
     );
     assert!(encode(&metrics).contains("status=\"dry_run\"} 1"));
     // The same transition seen again (a restart) is not planned twice.
-    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now + 5);
-    assert_eq!(n.audit(5).unwrap().len(), 1);
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now + 5)
+        .await;
+    assert_eq!(n.audit(5).await.unwrap().len(), 1);
 }
 
 /// In a group every bot sees `/silence@other_bot …`: only commands without a
@@ -294,7 +301,7 @@ async fn commands_addressed_to_another_bot_are_ignored() {
         "{:?}",
         tg.calls()
     );
-    let silences = n.silences();
+    let silences = n.silences().await;
     assert_eq!(
         silences.len(),
         1,
@@ -335,10 +342,10 @@ async fn a_huge_retry_after_neither_wraps_nor_outlives_the_give_up_age() {
         })]));
         hooks.answer_next(429, Some(retry_after));
         let now = unix_now();
-        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-        n.flush(now);
+        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+        n.flush(now).await;
         assert_eq!(n.deliver_due(now).await, 0);
-        let e = n.outbox().unwrap().remove(0);
+        let e = n.outbox().await.unwrap().remove(0);
         assert_eq!(
             e.next_attempt_at,
             e.created_at + 600 + 1,
@@ -347,7 +354,7 @@ async fn a_huge_retry_after_neither_wraps_nor_outlives_the_give_up_age() {
         assert_eq!(n.deliver_due(now + 1).await, 0, "not due again at once");
         assert_eq!(hooks.received().len(), 1);
         assert_eq!(n.deliver_due(e.next_attempt_at).await, 0);
-        assert!(n.outbox().unwrap().is_empty(), "given up at its age");
+        assert!(n.outbox().await.unwrap().is_empty(), "given up at its age");
         assert_eq!(hooks.received().len(), 1);
         assert!(encode(&metrics).contains("result=\"given_up\"} 1"));
     }
@@ -360,10 +367,10 @@ async fn a_huge_telegram_retry_after_is_bounded_by_the_give_up_age() {
     let (n, _metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
     tg.fail_next(1, Fail::RetryAfter(u32::MAX));
     let now = unix_now();
-    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-    n.flush(now);
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+    n.flush(now).await;
     assert_eq!(n.deliver_due(now).await, 0);
-    let e = n.outbox().unwrap().remove(0);
+    let e = n.outbox().await.unwrap().remove(0);
     assert_eq!(e.next_attempt_at, e.created_at + 601, "{e:?}");
 }
 
@@ -377,22 +384,23 @@ async fn resync_resolves_what_no_longer_fires_and_adds_what_does() {
     let (n, _metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
     let now = unix_now();
     let gone = alert("ShopDbFullSoon", "shop-api");
-    n.ingest(std::slice::from_ref(&gone), now);
-    n.flush(now);
+    n.ingest(std::slice::from_ref(&gone), now).await;
+    n.flush(now).await;
     n.deliver_due(now).await;
     assert_eq!(tg.messages().len(), 1);
 
     let new = alert("MesQueueBacklog", "mes-api");
-    n.resync(std::slice::from_ref(&new), now + 10);
+    n.resync(std::slice::from_ref(&new), now + 10).await;
     let firing: Vec<String> = n
         .groups()
+        .await
         .iter()
         .flat_map(|g| &g.alerts)
         .filter(|a| a.status == prognos_notifiers::payload::Status::Firing)
         .map(|a| a.name().to_string())
         .collect();
     assert_eq!(firing, ["MesQueueBacklog"]);
-    n.flush(now + 70);
+    n.flush(now + 70).await;
     n.deliver_due(now + 70).await;
     let texts: Vec<String> = tg
         .messages()
@@ -407,7 +415,7 @@ async fn resync_resolves_what_no_longer_fires_and_adds_what_does() {
         "{texts:?}"
     );
     // Hours later nothing about the resolved alert is repeated.
-    n.flush(now + 4 * 3600);
+    n.flush(now + 4 * 3600).await;
     n.deliver_due(now + 4 * 3600).await;
     let later: Vec<String> = tg
         .messages()
@@ -458,7 +466,8 @@ async fn a_hung_smtp_server_does_not_hold_telegram_back() {
     ]));
     let (stop, rx) = tokio::sync::watch::channel(false);
     let loops = n.spawn(rx);
-    n.ingest(&[alert("MesQueueBacklog", "mes-api")], unix_now());
+    n.ingest(&[alert("MesQueueBacklog", "mes-api")], unix_now())
+        .await;
     let mut delivered = false;
     for _ in 0..600 {
         if !tg.messages().is_empty() {
@@ -507,8 +516,8 @@ async fn a_telegram_send_cut_by_a_crash_is_repeated_unless_at_most_once() {
         let (n, _) = reopen(&c, dir.path());
         let now = unix_now();
         tg.fail_next_method("sendMessage", 1, Fail::Hang);
-        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-        n.flush(now);
+        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+        n.flush(now).await;
         let sending = tokio::spawn({
             let n = n.clone();
             async move { n.deliver_due(now).await }
@@ -520,7 +529,7 @@ async fn a_telegram_send_cut_by_a_crash_is_repeated_unless_at_most_once() {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         assert_eq!(sends(&tg), 1, "the peer holds the request");
-        let pending = n.outbox().unwrap();
+        let pending = n.outbox().await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(
             pending[0].in_flight, at_most_once,
@@ -548,7 +557,7 @@ async fn a_telegram_send_cut_by_a_crash_is_repeated_unless_at_most_once() {
         .unwrap();
         n.deliver_due(now + 60).await;
         let text = encode(&metrics);
-        assert!(n.outbox().unwrap().is_empty());
+        assert!(n.outbox().await.unwrap().is_empty());
         if at_most_once {
             assert_eq!(sends(&tg), 1, "repeated although at most once");
             assert!(text.contains("result=\"given_up\"} 1"), "{text}");
@@ -574,27 +583,27 @@ async fn at_most_once_gives_up_a_timed_out_send_and_retries_a_refused_one() {
         let now = unix_now();
         tg.fail_next_method("sendMessage", 1, Fail::RetryAfter(1));
         tg.fail_next_method("sendMessage", 1, Fail::Hang);
-        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now);
-        n.flush(now);
+        n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
+        n.flush(now).await;
         // Refused: kept for a retry, in both modes.
         assert_eq!(n.deliver_due(now).await, 0);
         assert_eq!(
-            n.outbox().unwrap().len(),
+            n.outbox().await.unwrap().len(),
             1,
             "{:?} {}",
             tg.calls(),
             encode(&metrics)
         );
-        assert!(!n.outbox().unwrap()[0].in_flight);
+        assert!(!n.outbox().await.unwrap()[0].in_flight);
         // Timed out.
         assert_eq!(n.deliver_due(now + 60).await, 0);
         let text = encode(&metrics);
         if at_most_once {
-            assert!(n.outbox().unwrap().is_empty(), "given up");
+            assert!(n.outbox().await.unwrap().is_empty(), "given up");
             assert!(text.contains("result=\"given_up\"} 1"), "{text}");
             assert_eq!(sends(&tg), 2);
         } else {
-            assert_eq!(n.outbox().unwrap().len(), 1, "kept for a retry");
+            assert_eq!(n.outbox().await.unwrap().len(), 1, "kept for a retry");
             assert_eq!(n.deliver_due(now + 120).await, 1);
             assert_eq!(sends(&tg), 3);
         }

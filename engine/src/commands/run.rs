@@ -188,8 +188,8 @@ async fn serve(
     let engine = Arc::new(lasting.engine(config)?);
     if !once {
         notify.apply(notifications).await?;
-        notify.resync(&engine);
-        engine.resolve_removed_rules(unix_now());
+        notify.resync(&engine).await;
+        engine.resolve_removed_rules(unix_now()).await;
     }
     if once {
         engine.evaluate_all(unix_now()).await;

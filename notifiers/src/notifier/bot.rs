@@ -6,8 +6,10 @@ use super::*;
 impl Notifier {
     /// One long poll of the bot: handles commands and approval presses, then
     /// expires unanswered approvals. False when Telegram could not be reached.
+    /// The poll's offset lives in the store, saved after each update.
     pub async fn poll_bot(&self) -> bool {
-        let (Some(bot), Some(cfg)) = (&self.inner.bot, &self.inner.config.bot) else {
+        let settings = self.settings.clone();
+        let (Some(bot), Some(cfg)) = (&settings.bot, &settings.config.bot) else {
             return true;
         };
         // Commands addressed to a bot by name are obeyed only if it is this
@@ -17,7 +19,15 @@ impl Notifier {
         {
             tracing::warn!(error = %e.message, "Telegram getMe failed; commands addressed to a bot by name are ignored until it succeeds.");
         }
-        let offset = self.state().bot_offset;
+        let offset = match on_store(&self.store, |s| s.load_state("telegram_offset")).await {
+            Ok(saved) => saved
+                .and_then(|j| serde_json::from_str::<i32>(&j).ok())
+                .unwrap_or(0),
+            Err(e) => {
+                self.metrics.store_error("reading the Telegram offset", &e);
+                return false;
+            }
+        };
         let updates = match bot.updates(offset, cfg.poll_timeout_secs).await {
             Ok(u) => u,
             Err(e) => {
@@ -25,15 +35,15 @@ impl Notifier {
                 return false;
             }
         };
+        let mut next = offset;
         for u in updates {
             self.handle_update(bot, &u).await;
-            let s = {
-                let mut st = self.state();
-                st.bot_offset = st.bot_offset.max(u.update_id + 1);
-                json(&st.bot_offset)
-            };
-            if let Err(e) = self.inner.store.save_state("telegram_offset", &s) {
-                self.store_error("saving the Telegram offset", &e);
+            next = next.max(u.update_id.saturating_add(1));
+            let s = json(&next);
+            if let Err(e) =
+                on_store(&self.store, move |st| st.save_state("telegram_offset", &s)).await
+            {
+                self.metrics.store_error("saving the Telegram offset", &e);
             }
         }
         self.expire_approvals(unix_now()).await;
@@ -62,7 +72,7 @@ impl Notifier {
                 text,
                 ..
             } => {
-                let reply = self.command(text, *user_id, unix_now());
+                let reply = self.command(text, *user_id, unix_now()).await;
                 if let Some(reply) = reply
                     && let Err(e) = bot.reply(*chat_id, &reply).await
                 {
@@ -82,120 +92,18 @@ impl Notifier {
         username: Option<&str>,
         now: i64,
     ) -> String {
-        let (decision, id) = match data.split_once(':') {
-            Some(("approve", id)) => (Decision::Approve, id),
-            Some(("reject", id)) => (Decision::Reject, id),
-            _ => return "Unknown button.".to_string(),
+        let press = Press {
+            data: data.to_string(),
+            user_id,
+            username: username.map(str::to_string),
+            now,
         };
-        let inner = &self.inner;
-        let Some(rem) = &inner.config.remediation else {
-            return "Remediation is not configured.".to_string();
-        };
-        let mut record = match inner.store.get_audit(id) {
-            Ok(Some(r)) => r,
-            Ok(None) => return "Unknown request.".to_string(),
-            Err(e) => {
-                self.store_error("reading the audit log", &e);
-                return "prognos could not read its audit log; try again.".to_string();
-            }
-        };
-        let Some(action) = rem.actions.iter().find(|a| a.name == record.action) else {
-            return format!("Action {} is no longer configured.", record.action);
-        };
-        let before = record.status;
-        let (answer, edit, entries, message_id, states) = {
-            let mut st = self.state();
-            let outcome = remediation::decide(
-                &mut record,
-                action,
-                &mut st.governor,
-                user_id,
-                username,
-                decision,
-                now,
-            );
-            let who = username.map_or_else(|| format!("user {user_id}"), |n| format!("@{n}"));
-            let (answer, edit, entries) = match outcome {
-                Ok(Some(d)) => (
-                    format!("Approved: calling {}.", action.name),
-                    Some(format!(
-                        "✅ <b>Approved</b> by {}: calling {}.",
-                        escape(&who),
-                        escape(&action.name)
-                    )),
-                    vec![entry(
-                        &format!("remediation:{}", action.name),
-                        &record.id,
-                        d,
-                        now,
-                    )],
-                ),
-                Ok(None) => (
-                    format!("Recorded: {}.", status_word(&record)),
-                    Some(format!(
-                        "<b>{}</b> by {}: {} not called.",
-                        escape(&status_word(&record)),
-                        escape(&who),
-                        escape(&action.name)
-                    )),
-                    Vec::new(),
-                ),
-                Err(Refusal::NotAllowed) => {
-                    inner
-                        .metrics
-                        .approval_refusals
-                        .get_or_create(&pairs(&[
-                            ("action", &action.name),
-                            ("reason", "not_allowed"),
-                        ]))
-                        .inc();
-                    tracing::warn!(action = %action.name, user_id, "Approval refused: user not on the allowlist.");
-                    (
-                        "You are not on this action's approvers list.".to_string(),
-                        None,
-                        Vec::new(),
-                    )
-                }
-                Err(Refusal::Expired) => (
-                    "This request has expired.".to_string(),
-                    Some(format!(
-                        "⌛ <b>Expired</b>: {} not called.",
-                        escape(&action.name)
-                    )),
-                    Vec::new(),
-                ),
-                Err(Refusal::AlreadyDecided(s)) => {
-                    (format!("Already decided ({s:?})."), None, Vec::new())
-                }
-                Err(Refusal::Unknown) => ("Unknown request.".to_string(), None, Vec::new()),
-                Err(Refusal::Changed) => (
-                    "The action changed since this request; not called.".to_string(),
-                    None,
-                    Vec::new(),
-                ),
-            };
-            let message_id = if edit.is_some() {
-                st.approvals.pending.remove(id).and_then(|p| p.message_id)
-            } else {
-                None
-            };
-            let states = [
-                ("governor", json(&st.governor)),
-                ("approvals", json(&st.approvals)),
-            ];
-            (answer, edit, entries, message_id, states)
-        };
-        self.count_remediation(&record, Some(before));
-        let refs: Vec<(&str, &str)> = states.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Err(e) =
-            inner
-                .store
-                .enqueue_with_audit(&entries, &refs, std::slice::from_ref(&record))
+        let Decided { answer, edit } = match self.ask(|done| Command::Decide { press, done }).await
         {
-            self.store_error("queueing a remediation", &e);
-        }
-        inner.wake_deliver.notify_one();
-        if let (Some(bot), Some(mid), Some(text)) = (&inner.bot, message_id, edit)
+            Ok(d) => d,
+            Err(_) => return "prognos is stopping; try again.".to_string(),
+        };
+        if let (Some(bot), Some((mid, text))) = (&self.settings.bot, edit)
             && let Err(e) = bot.edit(mid, &text).await
         {
             tracing::warn!(error = %e.message, "Could not update the approval message.");
@@ -203,38 +111,19 @@ impl Notifier {
         answer
     }
 
-    /// Expires approvals nobody answered in time.
+    /// Expires approvals nobody answered in time, and edits their messages.
     pub async fn expire_approvals(&self, now: i64) {
-        let due: Vec<(String, PendingApproval)> = {
-            let st = self.state();
-            st.approvals
-                .pending
-                .iter()
-                .filter(|(_, p)| p.expires_at <= now)
-                .map(|(k, p)| (k.clone(), p.clone()))
-                .collect()
+        let Ok(edits) = self
+            .ask(|done| Command::ExpireApprovals { now, done })
+            .await
+        else {
+            return;
         };
-        for (id, p) in due {
-            if let Ok(Some(mut r)) = self.inner.store.get_audit(&id)
-                && let before = r.status
-                && remediation::expire(&mut r, p.expires_at, now)
-            {
-                self.count_remediation(&r, Some(before));
-                if let Err(e) = self.inner.store.put_audit(&r) {
-                    self.store_error("writing the audit log", &e);
+        if let Some(bot) = &self.settings.bot {
+            for (mid, text) in edits {
+                if let Err(e) = bot.edit(mid, &text).await {
+                    tracing::warn!(error = %e.message, "Could not update an expired approval message.");
                 }
-                if let (Some(bot), Some(mid)) = (&self.inner.bot, p.message_id) {
-                    let text = format!("⌛ <b>Expired</b>: {} not called.", escape(&r.action));
-                    let _ = bot.edit(mid, &text).await;
-                }
-            }
-            let s = {
-                let mut st = self.state();
-                st.approvals.pending.remove(&id);
-                json(&st.approvals)
-            };
-            if let Err(e) = self.inner.store.save_state("approvals", &s) {
-                self.store_error("saving approvals", &e);
             }
         }
     }
@@ -242,38 +131,41 @@ impl Notifier {
     /// Handles a chat message; returns the reply (HTML), if any. A command
     /// addressed to another bot (`/silence@other_bot`), or to any bot by
     /// name while this bot's name is unknown, gets no reply and does nothing.
-    pub fn command(&self, text: &str, user_id: u64, now: i64) -> Option<String> {
-        let me = self.inner.bot.as_ref().and_then(|b| b.known_username());
+    pub async fn command(&self, text: &str, user_id: u64, now: i64) -> Option<String> {
+        let me = self.settings.bot.as_ref().and_then(|b| b.known_username());
         let cmd = match command::parse(text, me) {
             Ok(None) => return None,
             Ok(Some(c)) => c,
             Err(e) => return Some(escape(&e.to_string())),
         };
         let allowed = self
-            .inner
+            .settings
             .config
             .bot
             .as_ref()
             .is_some_and(|b| b.allowed_users.contains(&user_id));
-        if !allowed && cmd != Command::Help {
+        if !allowed && cmd != ChatCommand::Help {
             return Some(format!("User {user_id} is not allowed to manage silences."));
         }
         Some(match cmd {
-            Command::Help => escape(command::help()),
-            Command::Silence {
+            ChatCommand::Help => escape(command::help()),
+            ChatCommand::Silence {
                 duration_secs,
                 matchers,
                 comment,
             } => {
                 let shown: Vec<String> = matchers.iter().map(|m| m.to_string()).collect();
                 let ends_at = now.saturating_add(duration_secs);
-                match self.add_silence(
-                    matchers,
-                    now,
-                    ends_at,
-                    &format!("telegram:{user_id}"),
-                    &comment,
-                ) {
+                match self
+                    .add_silence(
+                        matchers,
+                        now,
+                        ends_at,
+                        &format!("telegram:{user_id}"),
+                        &comment,
+                    )
+                    .await
+                {
                     Ok(id) => format!(
                         "🔕 Silenced <code>{}</code> until {} (id <code>{}</code>).",
                         escape(&shown.join(", ")),
@@ -283,9 +175,10 @@ impl Notifier {
                     Err(e) => escape(&e.to_string()),
                 }
             }
-            Command::Silences => {
+            ChatCommand::Silences => {
                 let active: Vec<String> = self
                     .silences()
+                    .await
                     .iter()
                     .filter(|s| s.is_active(now))
                     .map(|s| {
@@ -305,17 +198,10 @@ impl Notifier {
                     crate::telegram::message(&active)
                 }
             }
-            Command::Unsilence { id } => match self.expire_silence(&id, now) {
+            ChatCommand::Unsilence { id } => match self.expire_silence(&id, now).await {
                 Ok(()) => format!("🔔 Silence <code>{}</code> ended.", escape(&id)),
                 Err(e) => escape(&e.to_string()),
             },
         })
     }
-}
-
-fn status_word(r: &AuditRecord) -> String {
-    serde_json::to_value(r.status)
-        .ok()
-        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
-        .unwrap_or_default()
 }

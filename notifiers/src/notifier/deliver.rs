@@ -29,10 +29,10 @@ impl Notifier {
         busy: &mut HashMap<tokio::task::Id, String>,
         sending: &mut tokio::task::JoinSet<usize>,
     ) -> bool {
-        let due = match self.inner.store.due(now, BATCH) {
+        let due = match self.store.due(now, BATCH) {
             Ok(d) => d,
             Err(e) => {
-                self.store_error("reading the outbox", &e);
+                self.metrics.store_error("reading the outbox", &e);
                 return false;
             }
         };
@@ -63,8 +63,8 @@ impl Notifier {
     }
 
     fn update_depth(&self, now: i64) {
-        if let Ok((depth, oldest)) = self.inner.store.depth() {
-            let m = &self.inner.metrics;
+        if let Ok((depth, oldest)) = self.store.depth() {
+            let m = &self.metrics;
             m.outbox_depth.set(depth as i64);
             m.outbox_oldest_age
                 .set(oldest.map_or(0, |t| now.saturating_sub(t).max(0)));
@@ -72,8 +72,7 @@ impl Notifier {
     }
 
     fn count(&self, receiver: &str, target: &str, result: &str) {
-        self.inner
-            .metrics
+        self.metrics
             .notifications
             .get_or_create(&pairs(&[
                 ("receiver", receiver),
@@ -85,14 +84,14 @@ impl Notifier {
 
     /// One attempt at one entry; true when acknowledged.
     async fn deliver_one(&self, mut e: OutboxEntry, now: i64) -> bool {
-        let inner = &self.inner;
-        let receiver = inner
+        let settings = self.settings.clone();
+        let receiver = settings
             .targets
             .get(&e.target)
             .map(|t| t.receiver.clone())
             .unwrap_or_else(|| e.target.clone());
         let age = now.saturating_sub(e.created_at);
-        if age > inner.config.give_up_after_secs {
+        if age > settings.config.give_up_after_secs {
             let reason = format!(
                 "undelivered after {} s and {} attempts (last error: {})",
                 age,
@@ -100,15 +99,15 @@ impl Notifier {
                 e.last_error.as_deref().unwrap_or("none")
             );
             tracing::warn!(target = %e.target, id = %e.id, %reason, "Delivery given up.");
-            self.finish_remediation(&e, Err(&reason), now);
+            self.finish_remediation(&e, Err(&reason), now).await;
             let id = e.id.clone();
-            if let Err(err) = self.on_store(move |s| s.abandon(&id, &reason, now)).await {
-                self.store_error("giving a delivery up", &err);
+            if let Err(err) = on_store(&self.store, move |s| s.abandon(&id, &reason, now)).await {
+                self.metrics.store_error("giving a delivery up", &err);
             }
             self.count(&receiver, &e.target, "given_up");
             return false;
         }
-        let once = inner
+        let once = settings
             .targets
             .get(&e.target)
             .is_some_and(|t| t.channel.at_most_once());
@@ -124,41 +123,58 @@ impl Notifier {
             // Durable before the request, so a crash during it is known.
             e.in_flight = true;
             let marked = e.clone();
-            if let Err(err) = self.on_store(move |s| s.reschedule(&marked)).await {
-                self.store_error("marking a delivery in flight", &err);
+            if let Err(err) = on_store(&self.store, move |s| s.reschedule(&marked)).await {
+                self.metrics
+                    .store_error("marking a delivery in flight", &err);
                 return false;
             }
         }
         let mut progress = e.progress;
         let result = match &e.delivery {
-            Delivery::Notify(n) => match inner.targets.get(&e.target) {
+            Delivery::Notify(n) => match settings.targets.get(&e.target) {
                 Some(t) => self.send_notification(t, n, &mut progress).await,
                 None => Err(SendError::permanent(format!(
                     "target {} is no longer configured",
                     e.target
                 ))),
             },
-            Delivery::Remediate(call) => match &inner.config.remediation {
+            Delivery::Remediate(call) => match &settings.config.remediation {
                 Some(rem) => {
-                    remediation::call(&inner.client, call, rem.secret.expose().as_bytes(), now)
-                        .await
-                        .map(|status| {
-                            self.finish_remediation(&e, Ok(status), now);
-                        })
+                    match remediation::call(
+                        &settings.client,
+                        call,
+                        rem.secret.expose().as_bytes(),
+                        now,
+                    )
+                    .await
+                    {
+                        Ok(status) => {
+                            self.finish_remediation(&e, Ok(status), now).await;
+                            Ok(())
+                        }
+                        Err(err) => Err(err),
+                    }
                 }
                 None => Err(SendError::permanent("remediation is no longer configured")),
             },
-            Delivery::Approval(req) => match &inner.bot {
-                Some(bot) => bot.send_approval(&req.html, &req.audit_id).await.map(|id| {
-                    let mut st = self.state();
-                    if let Some(p) = st.approvals.pending.get_mut(&req.audit_id) {
-                        p.message_id = Some(id);
+            Delivery::Approval(req) => match &settings.bot {
+                Some(bot) => match bot.send_approval(&req.html, &req.audit_id).await {
+                    Ok(message_id) => {
+                        let audit_id = req.audit_id.clone();
+                        let noted = self
+                            .ask(|done| Command::ApprovalSent {
+                                audit_id,
+                                message_id,
+                                done,
+                            })
+                            .await;
+                        if noted.is_err() {
+                            self.closed("noting an approval request's message");
+                        }
+                        Ok(())
                     }
-                    let s = json(&st.approvals);
-                    if let Err(err) = inner.store.save_state("approvals", &s) {
-                        self.store_error("saving approvals", &err);
-                    }
-                }),
+                    Err(err) => Err(err),
+                },
                 None => Err(SendError::permanent(
                     "no Telegram bot is configured for approvals",
                 )),
@@ -167,8 +183,8 @@ impl Notifier {
         match result {
             Ok(()) => {
                 let id = e.id.clone();
-                if let Err(err) = self.on_store(move |s| s.acknowledge(&id, now)).await {
-                    self.store_error("acknowledging a delivery", &err);
+                if let Err(err) = on_store(&self.store, move |s| s.acknowledge(&id, now)).await {
+                    self.metrics.store_error("acknowledging a delivery", &err);
                 }
                 self.count(&receiver, &e.target, "sent");
                 true
@@ -185,7 +201,7 @@ impl Notifier {
                 e.last_error = Some(err.message.clone());
                 match err.action {
                     RetryAction::Retry { after } => {
-                        let delay = inner.config.backoff.delay(
+                        let delay = settings.config.backoff.delay(
                             e.attempts.saturating_sub(1),
                             rand::random::<f64>(),
                             after,
@@ -193,22 +209,26 @@ impl Notifier {
                         // The first second at which the age check above gives it up.
                         let give_up_at = e
                             .created_at
-                            .saturating_add(inner.config.give_up_after_secs)
+                            .saturating_add(settings.config.give_up_after_secs)
                             .saturating_add(1);
                         e.next_attempt_at = crate::retry::next_attempt_at(now, delay, give_up_at);
                         tracing::warn!(target = %e.target, attempt = e.attempts, retry_in_s = e.next_attempt_at.saturating_sub(now), error = %err.message, "Delivery failed; will retry.");
                         let retried = e.clone();
-                        if let Err(s) = self.on_store(move |st| st.reschedule(&retried)).await {
-                            self.store_error("rescheduling a delivery", &s);
+                        if let Err(s) =
+                            on_store(&self.store, move |st| st.reschedule(&retried)).await
+                        {
+                            self.metrics.store_error("rescheduling a delivery", &s);
                         }
                         self.count(&receiver, &e.target, "failed");
                     }
                     RetryAction::DontRetry | RetryAction::Successful => {
                         tracing::error!(target = %e.target, error = %err.message, "Delivery failed for good.");
-                        self.finish_remediation(&e, Err(&err.message), now);
+                        self.finish_remediation(&e, Err(&err.message), now).await;
                         let (id, why) = (e.id.clone(), err.message.clone());
-                        if let Err(s) = self.on_store(move |st| st.abandon(&id, &why, now)).await {
-                            self.store_error("dropping a delivery", &s);
+                        if let Err(s) =
+                            on_store(&self.store, move |st| st.abandon(&id, &why, now)).await
+                        {
+                            self.metrics.store_error("dropping a delivery", &s);
                         }
                         self.count(&receiver, &e.target, "dropped");
                     }
@@ -227,27 +247,9 @@ impl Notifier {
         );
         tracing::warn!(target = %e.target, id = %e.id, %reason, "Delivery given up.");
         let id = e.id.clone();
-        if let Err(err) = self.on_store(move |s| s.abandon(&id, &reason, now)).await {
-            self.store_error("giving a delivery up", &err);
+        if let Err(err) = on_store(&self.store, move |s| s.abandon(&id, &reason, now)).await {
+            self.metrics.store_error("giving a delivery up", &err);
         }
-    }
-
-    /// Runs a store operation on a blocking thread: each of the delivery's
-    /// writes commits durably (an fsync), which must not hold an async
-    /// thread that other targets' sends run on.
-    async fn on_store<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&NotifyStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || op(&store))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Db {
-                    path: String::new(),
-                    message: format!("the store task failed: {e}"),
-                })
-            })
     }
 
     async fn send_notification(
@@ -259,7 +261,7 @@ impl Notifier {
         let rendered = match &t.channel {
             // Drawing the chart is CPU work: off the async threads.
             Channel::Telegram(_) | Channel::Email(_) => {
-                let (n, config) = (n.clone(), self.inner.config.render.clone());
+                let (n, config) = (n.clone(), self.settings.config.render.clone());
                 tokio::task::spawn_blocking(move || render(&n, &config))
                     .await
                     .unwrap_or_default()
@@ -269,35 +271,22 @@ impl Notifier {
         t.channel.send(n, &rendered, progress).await
     }
 
-    /// Records the outcome of a remediation call in its audit record.
-    fn finish_remediation(&self, e: &OutboxEntry, outcome: Result<u16, &str>, now: i64) {
+    /// Has the core record the outcome of a remediation call in its audit record.
+    async fn finish_remediation(&self, e: &OutboxEntry, outcome: Result<u16, &str>, now: i64) {
         let Delivery::Remediate(call) = &e.delivery else {
             return;
         };
-        let store = &self.inner.store;
-        let mut r = match store.get_audit(&call.audit_id) {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(err) => {
-                self.store_error("reading the audit log", &err);
-                return;
-            }
-        };
-        let before = r.status;
-        match outcome {
-            Ok(status) => {
-                r.status = remediation::AuditStatus::Sent;
-                r.result = Some(format!("HTTP {status}"));
-            }
-            Err(msg) => {
-                r.status = remediation::AuditStatus::Failed;
-                r.result = Some(msg.to_string());
-            }
-        }
-        r.finished_at = Some(now);
-        self.count_remediation(&r, Some(before));
-        if let Err(err) = store.put_audit(&r) {
-            self.store_error("writing the audit log", &err);
+        let (audit_id, outcome) = (call.audit_id.clone(), outcome.map_err(str::to_string));
+        let recorded = self
+            .ask(|done| Command::RemediationDone {
+                audit_id,
+                outcome,
+                now,
+                done,
+            })
+            .await;
+        if recorded.is_err() {
+            self.closed("recording a remediation's outcome");
         }
     }
 
@@ -309,7 +298,7 @@ impl Notifier {
         handles.push(tokio::spawn(async move {
             loop {
                 let now = unix_now();
-                let (_, next) = me.flush(now);
+                let (_, next) = me.flush(now).await;
                 let wait = next
                     .map(|t| {
                         Duration::from_secs(
@@ -319,7 +308,7 @@ impl Notifier {
                     .unwrap_or(IDLE);
                 tokio::select! {
                     _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
-                    _ = me.inner.wake_flush.notified() => {}
+                    _ = me.wakes.flush.notified() => {}
                     _ = s.changed() => return,
                 }
             }
@@ -349,16 +338,19 @@ impl Notifier {
                 // Pruning scans the dedup tables and commits: hourly is enough.
                 if now.saturating_sub(pruned_at) >= PRUNE_EVERY_SECS {
                     pruned_at = now;
-                    if let Err(e) = me.inner.store.prune(now - DEDUP_RETENTION_SECS) {
-                        me.store_error("pruning delivered ids", &e);
+                    let pruned =
+                        on_store(&me.store, move |s| s.prune(now - DEDUP_RETENTION_SECS)).await;
+                    if let Err(e) = pruned {
+                        me.metrics.store_error("pruning delivered ids", &e);
                     }
-                    if let Some(r) = &me.inner.config.remediation
-                        && let Err(e) = me.inner.store.prune_audit(now - r.audit_retention_secs)
-                    {
-                        me.store_error("pruning the audit log", &e);
+                    if let Some(r) = &me.settings.config.remediation {
+                        let before = now - r.audit_retention_secs;
+                        if let Err(e) = on_store(&me.store, move |s| s.prune_audit(before)).await {
+                            me.metrics.store_error("pruning the audit log", &e);
+                        }
                     }
                 }
-                let next = me.inner.store.next_due().ok().flatten();
+                let next = me.store.next_due().ok().flatten();
                 let wait = next
                     .map(|t| {
                         Duration::from_secs(
@@ -373,7 +365,7 @@ impl Notifier {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
-                    _ = me.inner.wake_deliver.notified() => {}
+                    _ = me.wakes.deliver.notified() => {}
                     Some(done) = sending.join_next_with_id(), if !sending.is_empty() => {
                         busy.remove(&task_id(done));
                     }
@@ -385,7 +377,7 @@ impl Notifier {
                 }
             }
         }));
-        if self.inner.bot.is_some() {
+        if self.settings.bot.is_some() {
             let me = self.clone();
             let mut s = stop;
             handles.push(tokio::spawn(async move {
@@ -397,7 +389,7 @@ impl Notifier {
                                 failures = 0;
                             } else {
                                 failures += 1;
-                                let d = me.inner.config.backoff.delay(failures, rand::random::<f64>(), None);
+                                let d = me.settings.config.backoff.delay(failures, rand::random::<f64>(), None);
                                 tokio::select! {
                                     _ = tokio::time::sleep(d) => {}
                                     _ = s.changed() => return,

@@ -2,27 +2,36 @@
 //! groups them, plans remediation, and delivers everything through the
 //! durable outbox.
 //!
-//! Three loops run beside the engine:
-//! - **flush**: asks the [`Dispatcher`] for the groups that are due and
-//!   writes their notifications to the outbox in the same transaction as the
-//!   dispatcher state that produced them, so a crash either loses both (and
-//!   the flush is recomputed with the same idempotency keys) or keeps both;
-//! - **deliver**: sends what the outbox holds, target by target, and records
-//!   each acknowledgement before forgetting the entry; failures are retried
-//!   with exponential backoff and full jitter (Telegram's `retry_after` is
-//!   honoured) until the give-up age;
-//! - **bot** (when a Telegram bot is configured): long-polls `getUpdates` for
+//! One task, the [`core`], owns the state that changes as alerts come and go
+//! (groups, silences, the remediation governor, pending approvals) and
+//! writes it; everything else asks it through a bounded command channel:
+//! - the engine's sink hands it alert transitions ([`Notifier::ingest`]),
+//!   durable before the call returns;
+//! - **flush** (a ticker) asks it to flush the groups that are due: their
+//!   notifications go to the outbox in the same transaction as the group
+//!   state that produced them, so a crash either loses both (and the flush is
+//!   recomputed with the same idempotency keys) or keeps both;
+//! - **deliver** sends what the outbox holds, one task per target so a slow
+//!   target holds only itself, and records each acknowledgement before
+//!   forgetting the entry; failures are retried with exponential backoff and
+//!   full jitter (Telegram's `retry_after` is honoured) until the give-up age;
+//! - **bot** (when a Telegram bot is configured) long-polls `getUpdates` for
 //!   chat commands (silences) and Approve/Reject presses, and expires
-//!   approvals nobody answered.
+//!   approvals nobody answered; its offset lives in the store.
 //!
-//! This file holds the service's state, ingestion, flushing and API;
-//! [`deliver`] the outbox delivery and the loops; [`bot`] the Telegram bot.
+//! A reload keeps the core (and so every group and silence) and swaps the
+//! configuration it routes by; only the deliver and bot loops are restarted.
+//!
+//! This file holds the handle, its API and set-up; [`core`] the state and its
+//! decisions; [`deliver`] the outbox delivery and the loops; [`bot`] the
+//! Telegram bot.
 
 mod bot;
+mod core;
 mod deliver;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -30,16 +39,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use self::core::{Command, Core, Decided, NewSilence, Press};
 use crate::alert::{AlertInfo, Notification};
 use crate::channel::Channel;
 use crate::channel::alertmanager::AlertmanagerChannel;
 use crate::channel::email::EmailChannel;
 use crate::channel::telegram::{BotUpdate, BotUpdateKind, TelegramChannel};
 use crate::channel::webhook::WebhookChannel;
-use crate::command::{self, Command};
+use crate::command::{self, Command as ChatCommand};
 use crate::config::{NotifierConfig, Target};
 use crate::delivery::SendError;
 use crate::matcher::Matcher;
@@ -88,6 +98,10 @@ pub enum NotifierError {
     /// A silence request was refused.
     #[error("{0}")]
     Silence(String),
+    /// The notifier was closed (a reload turned notifications off, or
+    /// prognos is stopping).
+    #[error("the notifier is closed")]
+    Closed,
 }
 
 /// Approvals waiting for an answer.
@@ -100,16 +114,6 @@ struct Approvals {
 struct PendingApproval {
     expires_at: i64,
     message_id: Option<i32>,
-}
-
-/// What changes as alerts come and go; persisted in the store by name.
-#[derive(Debug, Default)]
-struct State {
-    dispatcher: Dispatcher,
-    silences: Silences,
-    governor: Governor,
-    approvals: Approvals,
-    bot_offset: i32,
 }
 
 /// The notifiers' metrics. Made once and registered once; notifiers
@@ -131,28 +135,37 @@ struct TargetRuntime {
     channel: Channel,
 }
 
-struct Inner {
+/// What a configuration sets up: the routes and receivers the core follows,
+/// and the channels the delivery and bot loops send through.
+struct Settings {
     config: NotifierConfig,
-    store: Arc<NotifyStore>,
-    state: Mutex<State>,
     targets: BTreeMap<String, TargetRuntime>,
     bot: Option<TelegramChannel>,
     client: reqwest::Client,
-    metrics: Arc<NotifierMetrics>,
-    wake_flush: Notify,
-    wake_deliver: Notify,
 }
 
-/// The notifier service. Cheap to clone: clones share everything.
+/// Wakes the flush and deliver loops when there is work.
+#[derive(Debug, Default)]
+struct Wakes {
+    flush: Notify,
+    deliver: Notify,
+}
+
+/// The notifier service: a handle on its core task and the channels of the
+/// configuration in force. Cheap to clone: clones share everything.
 #[derive(Clone)]
 pub struct Notifier {
-    inner: Arc<Inner>,
+    settings: Arc<Settings>,
+    store: Arc<NotifyStore>,
+    metrics: Arc<NotifierMetrics>,
+    wakes: Arc<Wakes>,
+    core: mpsc::Sender<Command>,
 }
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
-            .field("targets", &self.inner.targets.keys().collect::<Vec<_>>())
+            .field("targets", &self.settings.targets.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -205,13 +218,8 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-impl Notifier {
-    /// Sets up the channels and loads the saved state from `store`.
-    pub fn open(
-        config: NotifierConfig,
-        store: Arc<NotifyStore>,
-        metrics: Arc<NotifierMetrics>,
-    ) -> Result<Self, NotifierError> {
+impl Settings {
+    fn new(config: NotifierConfig) -> Result<Self, NotifierError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -256,32 +264,113 @@ impl Notifier {
             })?),
             None => None,
         };
-        let mut governor: Governor = load(&store, "governor")?;
-        if store.load_state("governor")?.is_none()
-            && let Some(r) = &config.remediation
-        {
-            governor = Governor::new(r.max_calls, r.per_secs);
-        }
-        let state = State {
-            dispatcher: load(&store, "dispatcher")?,
-            silences: load(&store, "silences")?,
-            governor,
-            approvals: load(&store, "approvals")?,
-            bot_offset: load(&store, "telegram_offset")?,
-        };
         Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                store,
-                state: Mutex::new(state),
-                targets,
-                bot,
-                client,
-                metrics,
-                wake_flush: Notify::new(),
-                wake_deliver: Notify::new(),
-            }),
+            config,
+            targets,
+            bot,
+            client,
         })
+    }
+}
+
+impl Notifier {
+    /// Sets up the channels, loads the saved state from `store` and starts
+    /// the core task that owns it (call within a Tokio runtime). The core
+    /// runs until [`Notifier::close`] or until every clone is dropped; the
+    /// flush, deliver and bot loops start with [`Notifier::spawn`].
+    pub fn open(
+        config: NotifierConfig,
+        store: Arc<NotifyStore>,
+        metrics: Arc<NotifierMetrics>,
+    ) -> Result<Self, NotifierError> {
+        let settings = Arc::new(Settings::new(config)?);
+        let wakes = Arc::new(Wakes::default());
+        let core = Core::load(
+            settings.clone(),
+            store.clone(),
+            metrics.clone(),
+            wakes.clone(),
+        )?;
+        let (tx, rx) = mpsc::channel(core::QUEUE);
+        tokio::spawn(core.run(rx));
+        Ok(Self {
+            settings,
+            store,
+            metrics,
+            wakes,
+            core: tx,
+        })
+    }
+
+    /// The same core (its groups, silences and approvals) following
+    /// `config` from now on: the handle to use after a reload. The loops of
+    /// this handle keep the old channels; stop them and spawn the new
+    /// handle's.
+    pub async fn reconfigure(&self, config: NotifierConfig) -> Result<Self, NotifierError> {
+        let settings = Arc::new(Settings::new(config)?);
+        let s = settings.clone();
+        self.ask(|done| Command::Reconfigure { settings: s, done })
+            .await?;
+        Ok(Self {
+            settings,
+            ..self.clone()
+        })
+    }
+
+    /// Stops the core once every request made before is answered and
+    /// durable. Later requests answer [`NotifierError::Closed`].
+    pub async fn close(&self) {
+        let _ = self.ask(|done| Command::Close { done }).await;
+    }
+
+    /// Sends a command to the core and waits for its answer.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NotifierError> {
+        let (tx, rx) = oneshot::channel();
+        self.core
+            .send(command(tx))
+            .await
+            .map_err(|_| NotifierError::Closed)?;
+        rx.await.map_err(|_| NotifierError::Closed)
+    }
+
+    fn closed(&self, what: &str) {
+        tracing::error!("The notifier is closed: {what} was not done.");
+    }
+
+    /// Takes alert transitions at `now`: groups them for notification and
+    /// plans the remediation actions bound to them. Durable before it returns.
+    pub async fn ingest(&self, alerts: &[AlertInfo], now: i64) {
+        if alerts.is_empty() {
+            return;
+        }
+        let alerts = alerts.to_vec();
+        if self
+            .ask(|done| Command::Ingest { alerts, now, done })
+            .await
+            .is_err()
+        {
+            self.closed("taking alerts");
+        }
+    }
+
+    /// [`Notifier::ingest`] from a thread that may block (not an async
+    /// task's: there it panics), as the engine's alert sink does.
+    pub fn ingest_blocking(&self, alerts: &[AlertInfo], now: i64) {
+        if alerts.is_empty() {
+            return;
+        }
+        let (done, answer) = oneshot::channel();
+        let command = Command::Ingest {
+            alerts: alerts.to_vec(),
+            now,
+            done,
+        };
+        if self.core.blocking_send(command).is_err() || answer.blocking_recv().is_err() {
+            self.closed("taking alerts");
+        }
     }
 
     /// Alerts firing in the engine's saved state, handed over at start: those
@@ -290,45 +379,92 @@ impl Notifier {
     /// Both ways: an alert the groups hold as firing that the engine no
     /// longer has firing (its Resolved was lost in a crash) is resolved now,
     /// rather than repeated every `repeat_interval` for ever.
-    pub fn resync(&self, firing: &[AlertInfo], now: i64) {
-        let groups = self.groups();
-        let firing_now: std::collections::HashSet<String> =
-            firing.iter().map(AlertInfo::fingerprint).collect();
-        let mut stale: Vec<AlertInfo> = groups
-            .iter()
-            .flat_map(|g| &g.alerts)
-            .filter(|a| a.status == Status::Firing && !firing_now.contains(&a.fingerprint()))
-            .map(|a| AlertInfo {
-                status: Status::Resolved,
-                ends_at: Some(now),
-                ..a.clone()
-            })
-            .collect();
-        stale.dedup_by_key(|a| a.fingerprint());
-        if !stale.is_empty() {
-            tracing::info!(
-                alerts = stale.len(),
-                "Alerts grouped as firing no longer fire; resolving them."
-            );
-            self.ingest(&stale, now);
-        }
-        let known: std::collections::HashSet<String> = groups
-            .iter()
-            .flat_map(|g| g.alerts.iter().map(AlertInfo::fingerprint))
-            .collect();
-        let missing: Vec<AlertInfo> = firing
-            .iter()
-            .filter(|a| !known.contains(&a.fingerprint()))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            tracing::info!(
-                alerts = missing.len(),
-                "Firing alerts not yet grouped; notifying them."
-            );
-            self.ingest(&missing, now);
+    pub async fn resync(&self, firing: &[AlertInfo], now: i64) {
+        let firing = firing.to_vec();
+        if self
+            .ask(|done| Command::Resync { firing, now, done })
+            .await
+            .is_err()
+        {
+            self.closed("reconciling alerts");
         }
     }
+
+    /// Flushes the groups due at `now` into the outbox; returns how many
+    /// notifications were queued and when the next group is due.
+    pub async fn flush(&self, now: i64) -> (usize, Option<i64>) {
+        self.ask(|done| Command::Flush { now, done })
+            .await
+            .unwrap_or((0, None))
+    }
+
+    /// The silences (active and recently ended).
+    pub async fn silences(&self) -> Vec<Silence> {
+        self.ask(|done| Command::Silences { done })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Adds a silence; returns its id.
+    pub async fn add_silence(
+        &self,
+        matchers: Vec<Matcher>,
+        starts_at: i64,
+        ends_at: i64,
+        created_by: &str,
+        comment: &str,
+    ) -> Result<String, NotifierError> {
+        let silence = NewSilence {
+            matchers,
+            starts_at,
+            ends_at,
+            created_by: created_by.to_string(),
+            comment: comment.to_string(),
+        };
+        self.ask(|done| Command::AddSilence { silence, done })
+            .await?
+    }
+
+    /// Ends a silence now.
+    pub async fn expire_silence(&self, id: &str, now: i64) -> Result<(), NotifierError> {
+        let id = id.to_string();
+        self.ask(|done| Command::ExpireSilence { id, now, done })
+            .await?
+    }
+
+    /// The alert groups the dispatcher holds.
+    pub async fn groups(&self) -> Vec<GroupView> {
+        self.ask(|done| Command::Groups { done })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The remediation audit log, newest first.
+    pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, NotifierError> {
+        Ok(on_store(&self.store, move |s| s.audit(limit)).await?)
+    }
+
+    /// Deliveries waiting in the outbox.
+    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>, NotifierError> {
+        Ok(on_store(&self.store, |s| s.pending()).await?)
+    }
+}
+
+/// Runs a store operation on a blocking thread: a write commits durably (an
+/// fsync), which must not hold an async thread that others run on.
+async fn on_store<T: Send + 'static>(
+    store: &Arc<NotifyStore>,
+    op: impl FnOnce(&NotifyStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || op(&store))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Db {
+                path: String::new(),
+                message: format!("the store task failed: {e}"),
+            })
+        })
 }
 
 impl NotifierMetrics {
@@ -378,89 +514,12 @@ impl NotifierMetrics {
     }
 }
 
-impl Notifier {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
+impl NotifierMetrics {
     fn store_error(&self, what: &str, e: &StoreError) {
         tracing::error!(error = %e, "Notifier store failed while {what}.");
-        self.inner
-            .metrics
-            .errors
+        self.errors
             .get_or_create(&pairs(&[("kind", "store")]))
             .inc();
-    }
-
-    /// Takes alert transitions at `now`: groups them for notification and
-    /// plans the remediation actions bound to them. Durable before it returns.
-    pub fn ingest(&self, alerts: &[AlertInfo], now: i64) {
-        if alerts.is_empty() {
-            return;
-        }
-        let inner = &self.inner;
-        let mut st = self.state();
-        let before = st.dispatcher.clone();
-        st.dispatcher.ingest(&inner.config.route, alerts, now);
-        let mut entries = Vec::new();
-        let mut records = Vec::new();
-        if let Some(rem) = &inner.config.remediation {
-            for a in alerts {
-                let planned = match remediation::plan(&rem.actions, &mut st.governor, a, now) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(alert = %a.name(), error = %e, "Remediation not planned.");
-                        continue;
-                    }
-                };
-                for p in planned {
-                    // A transition seen again (a restart re-announcing a firing
-                    // alert) keeps its first record and is not acted on twice.
-                    match inner.store.get_audit(&p.record.id) {
-                        Ok(Some(_)) => continue,
-                        Ok(None) => {}
-                        Err(e) => {
-                            self.store_error("reading the audit log", &e);
-                            continue;
-                        }
-                    }
-                    if let Some(d) = p.enqueue {
-                        let target = match &d {
-                            Delivery::Approval(req) => {
-                                st.approvals.pending.insert(
-                                    req.audit_id.clone(),
-                                    PendingApproval {
-                                        expires_at: req.expires_at,
-                                        message_id: None,
-                                    },
-                                );
-                                "approval".to_string()
-                            }
-                            _ => format!("remediation:{}", p.record.action),
-                        };
-                        entries.push(entry(&target, &p.record.id, d, now));
-                    }
-                    records.push(p.record);
-                }
-            }
-        }
-        let states = [
-            ("dispatcher", json(&st.dispatcher)),
-            ("governor", json(&st.governor)),
-            ("approvals", json(&st.approvals)),
-        ];
-        let refs: Vec<(&str, &str)> = states.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if let Err(e) = inner.store.enqueue_with_audit(&entries, &refs, &records) {
-            self.store_error("saving alert groups", &e);
-            st.dispatcher = before;
-            return;
-        }
-        for r in &records {
-            self.count_remediation(r, None);
-        }
-        drop(st);
-        inner.wake_flush.notify_one();
-        inner.wake_deliver.notify_one();
     }
 
     /// Counts `r` under its status if it just reached it: `before` is its
@@ -474,145 +533,11 @@ impl Notifier {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        self.inner
-            .metrics
-            .remediations
+        self.remediations
             .get_or_create(&vec![
                 ("action".to_string(), r.action.clone()),
                 ("status".to_string(), status),
             ])
             .inc();
-    }
-
-    /// Flushes the groups due at `now` into the outbox; returns how many
-    /// notifications were queued and when the next group is due.
-    pub fn flush(&self, now: i64) -> (usize, Option<i64>) {
-        let inner = &self.inner;
-        let mut st = self.state();
-        st.silences.gc(now, SILENCE_RETENTION_SECS);
-        let silences_active = st
-            .silences
-            .list()
-            .iter()
-            .filter(|s| s.is_active(now))
-            .count();
-        inner.metrics.silences_active.set(silences_active as i64);
-        if st.dispatcher.next_due().is_none_or(|t| t > now) {
-            let (groups, _) = st.dispatcher.sizes();
-            inner.metrics.groups.set(groups as i64);
-            return (0, st.dispatcher.next_due());
-        }
-        let before = st.dispatcher.clone();
-        let receivers = &inner.config.receivers;
-        let send_resolved = |name: &str| {
-            receivers
-                .iter()
-                .find(|r| r.name == name)
-                .is_some_and(|r| r.send_resolved)
-        };
-        let State {
-            dispatcher,
-            silences,
-            ..
-        } = &mut *st;
-        let silenced = |l: &crate::alert::KeyValues| silences.is_silenced(l, now).is_some();
-        let mut notifications = dispatcher.flush(
-            &inner.config.route,
-            &silenced,
-            &send_resolved,
-            &inner.config.external_url,
-            now,
-        );
-        for n in &mut notifications {
-            n.keep_only_the_lead_chart();
-        }
-        let mut entries = Vec::new();
-        for n in &notifications {
-            let Some(r) = receivers.iter().find(|r| r.name == n.receiver) else {
-                tracing::warn!(receiver = %n.receiver, "A route names an unknown receiver; notification dropped.");
-                continue;
-            };
-            for target in target_names(r) {
-                entries.push(entry(&target, &n.key, Delivery::Notify(n.clone()), now));
-            }
-        }
-        let state = json(&st.dispatcher);
-        if let Err(e) = inner.store.enqueue(&entries, &[("dispatcher", &state)]) {
-            self.store_error("queueing notifications", &e);
-            st.dispatcher = before;
-            return (0, Some(now + 1));
-        }
-        let (groups, _) = st.dispatcher.sizes();
-        inner.metrics.groups.set(groups as i64);
-        if !entries.is_empty() {
-            inner.wake_deliver.notify_one();
-        }
-        (entries.len(), st.dispatcher.next_due())
-    }
-
-    /// The silences (active and recently ended).
-    pub fn silences(&self) -> Vec<Silence> {
-        self.state().silences.list().to_vec()
-    }
-
-    /// Adds a silence; returns its id.
-    pub fn add_silence(
-        &self,
-        matchers: Vec<Matcher>,
-        starts_at: i64,
-        ends_at: i64,
-        created_by: &str,
-        comment: &str,
-    ) -> Result<String, NotifierError> {
-        let mut st = self.state();
-        let id = st
-            .silences
-            .add(matchers, starts_at, ends_at, created_by, comment)
-            .map_err(|e| NotifierError::Silence(e.to_string()))?;
-        let s = json(&st.silences);
-        self.inner.store.save_state("silences", &s)?;
-        tracing::info!(%id, created_by, "Silence added.");
-        Ok(id)
-    }
-
-    /// Ends a silence now.
-    pub fn expire_silence(&self, id: &str, now: i64) -> Result<(), NotifierError> {
-        let mut st = self.state();
-        st.silences
-            .expire(id, now)
-            .map_err(|e| NotifierError::Silence(e.to_string()))?;
-        let s = json(&st.silences);
-        self.inner.store.save_state("silences", &s)?;
-        Ok(())
-    }
-
-    /// The remediation audit log, newest first.
-    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, NotifierError> {
-        Ok(self.inner.store.audit(limit)?)
-    }
-
-    /// Deliveries waiting in the outbox.
-    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, NotifierError> {
-        Ok(self.inner.store.pending()?)
-    }
-
-    /// The alert groups the dispatcher holds.
-    pub fn groups(&self) -> Vec<GroupView> {
-        self.state().dispatcher.groups()
-    }
-}
-
-fn entry(target: &str, key: &str, delivery: Delivery, now: i64) -> OutboxEntry {
-    OutboxEntry {
-        id: format!("{target}/{key}"),
-        target: target.to_string(),
-        key: key.to_string(),
-        delivery,
-        created_at: now,
-        next_attempt_at: now,
-        attempts: 0,
-        progress: 0,
-        last_error: None,
-        in_flight: false,
     }
 }
