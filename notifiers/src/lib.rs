@@ -18,6 +18,7 @@ pub mod command;
 pub mod config;
 pub mod database;
 pub mod delivery;
+pub mod dispatcher_store;
 pub mod matcher;
 pub mod message;
 pub mod notifier;

@@ -2,7 +2,12 @@
 //! receivers of an alert; the [`Dispatcher`] groups alerts per route and
 //! group labels and decides when a group is notified (`group_wait`,
 //! `group_interval`, `repeat_interval`). Pure and synchronous: the time is
-//! passed in as Unix seconds, and the state is plain data persisted as JSON.
+//! passed in as Unix seconds, and the state is plain data persisted as JSON,
+//! one row per group: [`Dispatcher::ingest`] and [`Dispatcher::flush`] return
+//! a [`Change`] naming the groups they touched, from which
+//! [`Dispatcher::rows`] gives the rows to write and [`Dispatcher::revert`]
+//! undoes the operation when the write fails, both in time proportional to
+//! the groups touched, not to all groups held.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -163,12 +168,82 @@ struct Group {
 }
 
 /// Groups alerts and decides what to notify when. Plain data, persisted
-/// as JSON with the notifications it produced.
+/// one JSON row per group (see [`Dispatcher::rows`]) with the
+/// notifications it produced. Still (de)serialisable whole, so a state saved
+/// as one blob by an older version can be read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Dispatcher {
     groups: BTreeMap<String, Group>,
     /// Serial of the next group created.
     next_serial: u64,
+}
+
+/// What one [`Dispatcher::ingest`] or [`Dispatcher::flush`] changed: each
+/// group it touched (created, modified or removed) as it was before, and the
+/// serial of the next group before. Give it to [`Dispatcher::rows`] for the
+/// rows to persist, or to [`Dispatcher::revert`] to undo the operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Touched group key → the group before the operation (`None`: absent).
+    before: BTreeMap<String, Option<Group>>,
+    /// The dispatcher's `next_serial` before the operation.
+    next_serial: u64,
+}
+
+impl Change {
+    fn new(next_serial: u64) -> Self {
+        Self {
+            before: BTreeMap::new(),
+            next_serial,
+        }
+    }
+
+    /// Records the group under `key` as it is now, unless already recorded:
+    /// call before its first modification.
+    fn touch(&mut self, groups: &BTreeMap<String, Group>, key: &str) {
+        if !self.before.contains_key(key) {
+            self.before
+                .insert(key.to_string(), groups.get(key).cloned());
+        }
+    }
+
+    /// Whether no group was touched (nothing to persist or revert).
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty()
+    }
+
+    /// How many groups were touched.
+    pub fn len(&self) -> usize {
+        self.before.len()
+    }
+}
+
+/// Rows of a [`Dispatcher`] to persist, as plain strings so a store needs
+/// no knowledge of the group type: [`Dispatcher::rows`] gives those of a
+/// [`Change`], [`Dispatcher::all_rows`] every group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRows {
+    /// `(group key, JSON of the group)`, or `(group key, None)` for a group
+    /// that no longer exists (its row is to be deleted). Keys are unique.
+    pub groups: Vec<(String, Option<String>)>,
+    /// The serial of the next group the dispatcher creates.
+    pub next_serial: u64,
+}
+
+/// A persisted group row that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("group {key:?}: {source}")]
+pub struct GroupRowError {
+    /// The row's group key.
+    pub key: String,
+    /// Why its JSON is unreadable.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// A group's row: plain data with string keys, so serialising cannot fail.
+fn group_json(g: &Group) -> String {
+    serde_json::to_string(g).unwrap_or_default()
 }
 
 /// A group as the API shows it.
@@ -189,8 +264,10 @@ pub struct GroupView {
 impl Dispatcher {
     /// Takes alerts (firing or resolved; the same fingerprint replaces the
     /// previous state). A new group is due at `now + group_wait`. A resolved
-    /// alert never seen firing by the group is ignored.
-    pub fn ingest(&mut self, root: &Route, alerts: &[AlertInfo], now: i64) {
+    /// alert never seen firing by the group is ignored. Returns the groups
+    /// touched, as they were before.
+    pub fn ingest(&mut self, root: &Route, alerts: &[AlertInfo], now: i64) -> Change {
+        let mut change = Change::new(self.next_serial);
         for alert in alerts {
             let fp = alert.fingerprint();
             for (route_id, route) in root.matching(&alert.labels) {
@@ -198,13 +275,23 @@ impl Dispatcher {
                 let key = group_key(&route_id, &route.receiver, &group_labels);
                 if alert.status == Status::Resolved {
                     // Only an alert the group holds can resolve in it.
-                    if let Some(g) = self.groups.get_mut(&key)
-                        && let Some(held) = g.alerts.get_mut(&fp)
+                    if self
+                        .groups
+                        .get(&key)
+                        .is_some_and(|g| g.alerts.contains_key(&fp))
                     {
-                        held.clone_from(alert);
+                        change.touch(&self.groups, &key);
+                        if let Some(held) = self
+                            .groups
+                            .get_mut(&key)
+                            .and_then(|g| g.alerts.get_mut(&fp))
+                        {
+                            held.clone_from(alert);
+                        }
                     }
                     continue;
                 }
+                change.touch(&self.groups, &key);
                 let g = self.groups.entry(key).or_insert_with(|| {
                     let serial = self.next_serial;
                     self.next_serial += 1;
@@ -227,6 +314,7 @@ impl Dispatcher {
                 g.alerts.insert(fp.clone(), alert.clone());
             }
         }
+        change
     }
 
     /// The notifications due at `now`. For each group whose flush time has
@@ -236,7 +324,8 @@ impl Dispatcher {
     /// one it knows resolved, or when anything fires and the last
     /// notification is `repeat_interval` old. Resolved alerts are then
     /// dropped, an empty group removed, and the others are due again after
-    /// `group_interval`.
+    /// `group_interval`. Returns the notifications and the groups touched
+    /// (every group due), as they were before.
     pub fn flush(
         &mut self,
         root: &Route,
@@ -244,10 +333,13 @@ impl Dispatcher {
         send_resolved: &dyn Fn(&str) -> bool,
         external_url: &str,
         now: i64,
-    ) -> Vec<Notification> {
+    ) -> (Vec<Notification>, Change) {
+        let mut change = Change::new(self.next_serial);
         let mut out = Vec::new();
         let mut emptied = Vec::new();
         for (key, g) in self.groups.iter_mut().filter(|(_, g)| g.next_flush <= now) {
+            // Each key comes once: this is the group before any change.
+            change.before.insert(key.clone(), Some(g.clone()));
             // The current configuration's timings when the route still exists.
             let (interval, repeat) = match root.by_id(&g.route_id) {
                 Some(r) if r.receiver == g.receiver => (r.group_interval, r.repeat_interval),
@@ -315,7 +407,79 @@ impl Dispatcher {
         for key in emptied {
             self.groups.remove(&key);
         }
-        out
+        (out, change)
+    }
+
+    /// Undoes the operation that returned `change` (the store write that
+    /// was to persist it failed): every group it touched, and the serial of
+    /// the next group, are put back as they were. Changes must be reverted
+    /// newest first.
+    pub fn revert(&mut self, change: Change) {
+        for (key, before) in change.before {
+            match before {
+                Some(g) => {
+                    self.groups.insert(key, g);
+                }
+                None => {
+                    self.groups.remove(&key);
+                }
+            }
+        }
+        self.next_serial = change.next_serial;
+    }
+
+    /// The rows to persist after the operation that returned `change`: for
+    /// each group it touched, its JSON now, or `None` if it is gone; and the
+    /// serial of the next group.
+    pub fn rows(&self, change: &Change) -> GroupRows {
+        GroupRows {
+            groups: change
+                .before
+                .keys()
+                .map(|key| (key.clone(), self.groups.get(key).map(group_json)))
+                .collect(),
+            next_serial: self.next_serial,
+        }
+    }
+
+    /// Every group's row (e.g. to migrate a state saved as one blob).
+    pub fn all_rows(&self) -> GroupRows {
+        GroupRows {
+            groups: self
+                .groups
+                .iter()
+                .map(|(key, g)| (key.clone(), Some(group_json(g))))
+                .collect(),
+            next_serial: self.next_serial,
+        }
+    }
+
+    /// Rebuilds a dispatcher from its persisted rows (`(group key, JSON)`,
+    /// as [`Dispatcher::rows`] wrote them) and serial of the next group. The
+    /// serial is raised above every group's, should it lag behind, so a
+    /// group created later never reuses a notification key. Fails on the
+    /// first row whose JSON is unreadable, naming its key.
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = (String, String)>,
+        next_serial: u64,
+    ) -> Result<Self, GroupRowError> {
+        let mut groups = BTreeMap::new();
+        for (key, json) in rows {
+            match serde_json::from_str::<Group>(&json) {
+                Ok(g) => {
+                    groups.insert(key, g);
+                }
+                Err(source) => return Err(GroupRowError { key, source }),
+            }
+        }
+        let next_serial = groups
+            .values()
+            .map(|g| g.serial.saturating_add(1))
+            .fold(next_serial, u64::max);
+        Ok(Self {
+            groups,
+            next_serial,
+        })
     }
 
     /// Earliest flush time over all groups.
@@ -438,6 +602,7 @@ mod tests {
 
     fn flush(d: &mut Dispatcher, root: &Route, now: i64) -> Vec<Notification> {
         d.flush(root, &no_silence, &all_resolved, "http://prognos", now)
+            .0
     }
 
     fn names(n: &Notification) -> Vec<(String, Status)> {
@@ -647,7 +812,7 @@ mod tests {
             let mut d = Dispatcher::default();
             d.ingest(&root, &[firing("A", "mes-api"), firing("B", "mes-api")], 0);
             let sr = |_: &str| wants;
-            let f = |d: &mut Dispatcher, now| d.flush(&root, &no_silence, &sr, "u", now);
+            let f = |d: &mut Dispatcher, now| d.flush(&root, &no_silence, &sr, "u", now).0;
             assert_eq!(f(&mut d, 30).len(), 1);
             d.ingest(&root, &[resolved("B", "mes-api")], 100);
             let ns = f(&mut d, 330);
@@ -701,11 +866,11 @@ mod tests {
         let mut d = Dispatcher::default();
         let never = |_: &str| false;
         d.ingest(&root, &[firing("A", "x"), firing("B", "x")], 0);
-        assert_eq!(d.flush(&root, &no_silence, &never, "u", 30).len(), 1);
+        assert_eq!(d.flush(&root, &no_silence, &never, "u", 30).0.len(), 1);
         d.ingest(&root, &[resolved("B", "x")], 40);
-        assert!(d.flush(&root, &no_silence, &never, "u", 330).is_empty());
+        assert!(d.flush(&root, &no_silence, &never, "u", 330).0.is_empty());
         d.ingest(&root, &[firing("B", "x")], 400);
-        let ns = d.flush(&root, &no_silence, &never, "u", 630);
+        let ns = d.flush(&root, &no_silence, &never, "u", 630).0;
         assert_eq!(ns.len(), 1, "B fires again");
         assert_eq!(ns[0].alerts.len(), 2);
     }
@@ -724,7 +889,7 @@ mod tests {
             0,
         );
         let mute_b = |l: &KeyValues| l.get("alertname").is_some_and(|n| n == "B");
-        let ns = d.flush(&root, &mute_b, &all_resolved, "u", 30);
+        let ns = d.flush(&root, &mute_b, &all_resolved, "u", 30).0;
         assert_eq!(ns.len(), 1);
         let told: Vec<&str> = ns[0].alerts.iter().map(|a| a.name()).collect();
         assert_eq!(told, vec!["A", "C"]);
@@ -732,9 +897,14 @@ mod tests {
         let mut d = Dispatcher::default();
         d.ingest(&root, &[firing("A", "mes-api"), firing("B", "mes-api")], 0);
         let mute_all = |_: &KeyValues| true;
-        assert!(d.flush(&root, &mute_all, &all_resolved, "u", 30).is_empty());
+        assert!(
+            d.flush(&root, &mute_all, &all_resolved, "u", 30)
+                .0
+                .is_empty()
+        );
         assert!(
             d.flush(&root, &mute_all, &all_resolved, "u", 30 + 7200)
+                .0
                 .is_empty()
         );
         assert_eq!(d.sizes(), (1, 2), "silenced alerts are still held");
@@ -851,10 +1021,144 @@ mod tests {
         assert_eq!(keys.len(), 3);
     }
 
+    /// Applies `change`'s rows to `table` and `serial` as the store would.
+    fn persist(d: &Dispatcher, change: &Change, table: &mut BTreeMap<String, String>) -> u64 {
+        let rows = d.rows(change);
+        for (key, json) in rows.groups {
+            match json {
+                Some(json) => table.insert(key, json),
+                None => table.remove(&key),
+            };
+        }
+        rows.next_serial
+    }
+
+    #[test]
+    fn a_reverted_ingest_gives_back_the_dispatcher() {
+        let root = tree(vec![]);
+        let mut d = Dispatcher::default();
+        d.ingest(&root, &[firing("A", "x"), firing("B", "y")], 0);
+        flush(&mut d, &root, 30);
+        let before = d.clone();
+        let mut newer = firing("A", "x");
+        newer.value = 7.0;
+        // Replaces A in x, resolves B in y, creates z (a new serial), and
+        // touches x twice: it is recorded once, as it was first.
+        let change = d.ingest(
+            &root,
+            &[
+                newer.clone(),
+                resolved("B", "y"),
+                firing("C", "z"),
+                firing("D", "x"),
+                resolved("Q", "w"),
+            ],
+            100,
+        );
+        assert_eq!(change.len(), 3, "x, y and z; not the unknown w");
+        assert_ne!(d, before);
+        assert_eq!(d.next_serial, before.next_serial + 1);
+        d.revert(change);
+        assert_eq!(d, before);
+
+        // Nothing touched: an empty change.
+        let change = d.ingest(&root, &[resolved("Q", "w")], 100);
+        assert!(change.is_empty());
+        assert!(d.rows(&change).groups.is_empty());
+        d.revert(change);
+        assert_eq!(d, before);
+    }
+
+    #[test]
+    fn a_reverted_flush_gives_back_the_dispatcher() {
+        let root = tree(vec![]);
+        let mut d = Dispatcher::default();
+        d.ingest(&root, &[firing("A", "x"), firing("B", "y")], 0);
+        d.ingest(&root, &[firing("C", "later")], 20);
+        let before = d.clone();
+        let (ns, change) = d.flush(&root, &no_silence, &all_resolved, "u", 30);
+        assert_eq!(ns.len(), 2);
+        assert_eq!(change.len(), 2, "only the groups due");
+        d.revert(change);
+        assert_eq!(d, before);
+
+        // A flush that removes a group (its only alert resolved).
+        flush(&mut d, &root, 30);
+        d.ingest(&root, &[resolved("A", "x")], 40);
+        let before = d.clone();
+        let (ns, change) = d.flush(&root, &no_silence, &all_resolved, "u", 330);
+        assert_eq!(ns.len(), 2, "x resolved, later new; y has nothing new");
+        assert_eq!(change.len(), 3, "x, y and later were due");
+        assert_eq!(d.sizes().0, 2, "x is gone");
+        let rows = d.rows(&change);
+        assert!(
+            rows.groups
+                .contains(&(r#"0:default:service="x""#.to_string(), None))
+        );
+        d.revert(change);
+        assert_eq!(d, before);
+    }
+
+    #[test]
+    fn an_ingest_touching_one_of_a_thousand_groups_is_one_row() {
+        let root = tree(vec![]);
+        let mut d = Dispatcher::default();
+        let alerts: Vec<AlertInfo> = (0..1000)
+            .map(|i| firing("A", &format!("s{i:04}")))
+            .collect();
+        let all = d.ingest(&root, &alerts, 0);
+        assert_eq!(all.len(), 1000);
+        assert_eq!(d.rows(&all).groups.len(), 1000);
+        let change = d.ingest(&root, &[firing("B", "s0500")], 10);
+        let rows = d.rows(&change);
+        assert_eq!(rows.groups.len(), 1);
+        assert_eq!(rows.groups[0].0, r#"0:default:service="s0500""#);
+        assert_eq!(rows.next_serial, 1000);
+        let json = rows.groups[0].1.as_deref().unwrap_or_default();
+        assert!(json.contains("\"B\""), "{json}");
+        let mut back = d.clone();
+        back.revert(change);
+        assert_eq!(back.sizes(), (1000, 1000));
+    }
+
+    #[test]
+    fn a_dispatcher_rebuilt_from_its_rows_is_the_same() {
+        let root = tree(vec![]);
+        let mut d = Dispatcher::default();
+        assert_eq!(Dispatcher::from_rows([], 0).unwrap(), d);
+        d.ingest(&root, &[firing("A", "x"), firing("B", "y")], 0);
+        flush(&mut d, &root, 30);
+        d.ingest(&root, &[firing("C", "x"), resolved("B", "y")], 40);
+        let rows = d.all_rows();
+        let back = Dispatcher::from_rows(
+            rows.groups
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default())),
+            rows.next_serial,
+        )
+        .unwrap();
+        assert_eq!(back, d);
+        // A serial lagging behind its groups' is raised above them.
+        let lagging = Dispatcher::from_rows(
+            rows.groups
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default())),
+            0,
+        )
+        .unwrap();
+        assert_eq!(lagging, d);
+        // An unreadable row names its key.
+        let e = Dispatcher::from_rows([("k1".to_string(), "{oops".to_string())], 0).unwrap_err();
+        assert_eq!(e.key, "k1");
+        assert!(e.to_string().contains("\"k1\""), "{e}");
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Fire(u8),
         Resolve(u8),
+        /// Several alerts in one ingest: (alert, firing).
+        Batch(Vec<(u8, bool)>),
         Wait(i64),
     }
 
@@ -862,8 +1166,26 @@ mod tests {
         prop_oneof![
             (0u8..8).prop_map(Op::Fire),
             (0u8..8).prop_map(Op::Resolve),
+            proptest::collection::vec((0u8..8, any::<bool>()), 1..6).prop_map(Op::Batch),
             (0i64..2000).prop_map(Op::Wait),
         ]
+    }
+
+    /// The alerts an op ingests (`mk(i, status)` makes one).
+    fn op_alerts(op: &Op, mk: impl Fn(u8, Status) -> AlertInfo) -> Vec<AlertInfo> {
+        let status = |firing: bool| {
+            if firing {
+                Status::Firing
+            } else {
+                Status::Resolved
+            }
+        };
+        match op {
+            Op::Fire(i) => vec![mk(*i, Status::Firing)],
+            Op::Resolve(i) => vec![mk(*i, Status::Resolved)],
+            Op::Batch(b) => b.iter().map(|(i, f)| mk(*i, status(*f))).collect(),
+            Op::Wait(_) => vec![],
+        }
     }
 
     proptest! {
@@ -889,12 +1211,11 @@ mod tests {
                 alert(&[("alertname", &format!("a{i}")), ("service", &format!("s{}", i % 3))], s)
             };
             for op in ops {
-                match op {
-                    Op::Fire(i) => d.ingest(&root, &[mk(i, Status::Firing)], now),
-                    Op::Resolve(i) => d.ingest(&root, &[mk(i, Status::Resolved)], now),
-                    Op::Wait(s) => now += s,
+                if let Op::Wait(s) = op {
+                    now += s;
                 }
-                for n in d.flush(&root, &silenced, &sr, "u", now) {
+                d.ingest(&root, &op_alerts(&op, mk), now);
+                for n in d.flush(&root, &silenced, &sr, "u", now).0 {
                     prop_assert!(!n.alerts.is_empty());
                     prop_assert!(n.alerts.iter().all(|a| !silenced(&a.labels)));
                     if !send_res {
@@ -904,6 +1225,56 @@ mod tests {
                 }
                 // Every group due has been flushed.
                 prop_assert!(d.next_due().is_none_or(|t| t > now));
+            }
+        }
+
+        /// After every ingest and flush, reverting its change gives the
+        /// dispatcher before it, and the rows persisted so far (only those of
+        /// the groups touched) rebuild the live dispatcher. Some writes fail:
+        /// the operation is reverted and nothing persisted.
+        #[test]
+        fn changes_revert_and_their_rows_rebuild_the_dispatcher(
+            ops in proptest::collection::vec((op(), proptest::bool::weighted(0.2)), 1..80),
+            muted in proptest::collection::btree_set(0u8..8, 0..3),
+            send_res in any::<bool>(),
+            wait in 0i64..60,
+        ) {
+            let mut mes = route("mes", r#"service="s0""#);
+            mes.continue_matching = true;
+            mes.group_wait = wait;
+            let root = tree(vec![mes, route("other", r#"service=~"s[01]""#)]);
+            let mut d = Dispatcher::default();
+            let mut table = BTreeMap::new();
+            let mut now = 0;
+            let silenced = |l: &KeyValues| {
+                muted.iter().any(|m| l.get("alertname") == Some(&format!("a{m}")))
+            };
+            let sr = |_: &str| send_res;
+            let mk = |i: u8, s: Status| {
+                alert(&[("alertname", &format!("a{i}")), ("service", &format!("s{}", i % 3))], s)
+            };
+            for (op, write_fails) in ops {
+                if let Op::Wait(s) = op {
+                    now += s;
+                }
+                for step in 0..2 {
+                    let before = d.clone();
+                    let change = if step == 0 {
+                        d.ingest(&root, &op_alerts(&op, mk), now)
+                    } else {
+                        d.flush(&root, &silenced, &sr, "u", now).1
+                    };
+                    let mut reverted = d.clone();
+                    reverted.revert(change.clone());
+                    prop_assert_eq!(&reverted, &before);
+                    if write_fails {
+                        d.revert(change);
+                        continue;
+                    }
+                    let serial = persist(&d, &change, &mut table);
+                    let rebuilt = Dispatcher::from_rows(table.clone(), serial).ok();
+                    prop_assert_eq!(rebuilt.as_ref(), Some(&d));
+                }
             }
         }
     }

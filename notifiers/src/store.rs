@@ -9,7 +9,11 @@
 //! - `outbox_due`: (next_attempt_at, id) → (), so [`NotifyStore::due`] reads only what is due;
 //! - `outbox_created`: (created_at, id) → (), for the oldest entry's age;
 //! - `delivered`: id → time; `abandoned`: id → (time, reason) — the dedup tables;
-//! - `state`: name → JSON blob (dispatcher state, silences, governor);
+//! - `state`: name → JSON blob (silences, governor, approvals, …; the
+//!   dispatcher's next group serial under `dispatcher_serial`; an older
+//!   version's whole dispatcher under `dispatcher`, until migrated);
+//! - `groups`: group key → JSON of the dispatcher's group, one row per group,
+//!   so an ingest or flush writes only the groups it touched ([`GroupRows`]);
 //! - `audit`: id → (requested_at, JSON of [`AuditRecord`]) and
 //!   `audit_time`: (requested_at, id) → (), newest first.
 //!
@@ -28,6 +32,7 @@ use crate::alert::Notification;
 use crate::remediation::approval::ApprovalRequest;
 use crate::remediation::audit::AuditRecord;
 use crate::remediation::call::RemediationCall;
+use crate::route::GroupRows;
 
 const OUTBOX: TableDefinition<&str, (i64, i64, &str)> = TableDefinition::new("outbox");
 const DUE: TableDefinition<(i64, &str), ()> = TableDefinition::new("outbox_due");
@@ -35,6 +40,7 @@ const CREATED: TableDefinition<(i64, &str), ()> = TableDefinition::new("outbox_c
 const DELIVERED: TableDefinition<&str, i64> = TableDefinition::new("delivered");
 const ABANDONED: TableDefinition<&str, (i64, &str)> = TableDefinition::new("abandoned");
 const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
+const GROUPS: TableDefinition<&str, &str> = TableDefinition::new("groups");
 const AUDIT: TableDefinition<&str, (i64, &str)> = TableDefinition::new("audit");
 const AUDIT_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("audit_time");
 
@@ -108,7 +114,20 @@ impl crate::database::Failure for StoreError {
     }
 }
 
-/// The durable outbox, dedup tables, state blobs and remediation audit log.
+/// The name, in the `state` table, of the dispatcher's next group serial.
+pub const DISPATCHER_SERIAL: &str = "dispatcher_serial";
+
+/// The name, in the `state` table, of a whole dispatcher saved as one blob
+/// by an older version (see [`NotifyStore::migrate_dispatcher_blob`]).
+pub const DISPATCHER_BLOB: &str = "dispatcher";
+
+/// The dispatcher's saved rows, `(group key, JSON)` in key order, and its
+/// next group serial (`None` if never saved), as [`NotifyStore::load_groups`]
+/// reads them.
+pub type SavedGroups = (Vec<(String, String)>, Option<u64>);
+
+/// The durable outbox, dedup tables, state blobs, dispatcher groups and
+/// remediation audit log.
 #[derive(Debug)]
 pub struct NotifyStore {
     db: Reopening,
@@ -132,6 +151,7 @@ impl NotifyStore {
             tx.open_table(DELIVERED).map_err(|e| store.err(e))?;
             tx.open_table(ABANDONED).map_err(|e| store.err(e))?;
             tx.open_table(STATE).map_err(|e| store.err(e))?;
+            tx.open_table(GROUPS).map_err(|e| store.err(e))?;
             tx.open_table(AUDIT).map_err(|e| store.err(e))?;
             tx.open_table(AUDIT_TIME).map_err(|e| store.err(e))?;
             Ok(())
@@ -168,6 +188,11 @@ impl NotifyStore {
             },
             |m| self.err(m),
         )
+    }
+
+    /// The store's file, as errors name it.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Whether the store can be written (see [`Reopening`]).
@@ -213,27 +238,30 @@ impl NotifyStore {
     }
 
     /// Adds entries and, in the same durable transaction, saves named state
-    /// blobs (e.g. `("dispatcher", json)`), so a flush's notifications and the
-    /// state that produced them commit together. Entries whose id is already
-    /// in the outbox or already delivered are skipped (idempotent enqueue).
-    /// Returns how many were added.
+    /// blobs (e.g. `("governor", json)`). Entries whose id is already in the
+    /// outbox or already delivered are skipped (idempotent enqueue). Returns
+    /// how many were added.
     pub fn enqueue(
         &self,
         entries: &[OutboxEntry],
         states: &[(&str, &str)],
     ) -> Result<usize, StoreError> {
-        self.enqueue_with_audit(entries, states, &[])
+        self.enqueue_with_audit(entries, states, None, &[])
     }
 
-    /// [`NotifyStore::enqueue`], also writing the remediation audit
-    /// `records` in the same transaction: a remediation's audit record and
-    /// the outbox entry of its call (or approval request) exist together or
-    /// not at all, so a crash between them can neither lose the call behind a
-    /// record that says it was planned nor call without a record.
+    /// [`NotifyStore::enqueue`], also writing in the same transaction the
+    /// dispatcher's `groups` rows (a `Some` row inserted or replaced, a
+    /// `None` row deleted) and next group serial, so a flush's notifications
+    /// and the state that produced them commit together; and the remediation
+    /// audit `records`, so a remediation's audit record and the outbox entry
+    /// of its call (or approval request) exist together or not at all: a
+    /// crash between them can neither lose the call behind a record that
+    /// says it was planned nor call without a record.
     pub fn enqueue_with_audit(
         &self,
         entries: &[OutboxEntry],
         states: &[(&str, &str)],
+        groups: Option<&GroupRows>,
         records: &[AuditRecord],
     ) -> Result<usize, StoreError> {
         self.write(|tx| {
@@ -265,11 +293,72 @@ impl NotifyStore {
                 for (name, json) in states {
                     state.insert(*name, *json).map_err(|e| self.err(e))?;
                 }
+                drop(state);
+                if let Some(rows) = groups {
+                    self.write_groups(tx, rows)?;
+                }
                 for r in records {
                     self.write_audit(tx, r)?;
                 }
             }
             Ok(added)
+        })
+    }
+
+    /// Writes the dispatcher's `rows` and next serial within `tx`.
+    fn write_groups(&self, tx: &WriteTransaction, rows: &GroupRows) -> Result<(), StoreError> {
+        let mut groups = tx.open_table(GROUPS).map_err(|e| self.err(e))?;
+        for (key, json) in &rows.groups {
+            match json {
+                Some(json) => groups.insert(key.as_str(), json.as_str()),
+                None => groups.remove(key.as_str()),
+            }
+            .map_err(|e| self.err(e))?;
+        }
+        let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+        let serial = rows.next_serial.to_string();
+        state
+            .insert(DISPATCHER_SERIAL, serial.as_str())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The dispatcher's rows, `(group key, JSON)` in key order, and its next
+    /// group serial (`None` if never saved), read in one transaction.
+    pub fn load_groups(&self) -> Result<SavedGroups, StoreError> {
+        self.read(|tx| {
+            let groups = tx.open_table(GROUPS).map_err(|e| self.err(e))?;
+            let rows = groups
+                .iter()
+                .map_err(|e| self.err(e))?
+                .map(|row| row.map(|(k, v)| (k.value().to_string(), v.value().to_string())))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.err(e))?;
+            let state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+            let serial = state
+                .get(DISPATCHER_SERIAL)
+                .map_err(|e| self.err(e))?
+                .map(|v| self.decode("state", DISPATCHER_SERIAL, v.value()))
+                .transpose()?;
+            Ok((rows, serial))
+        })
+    }
+
+    /// Moves a dispatcher saved whole under [`DISPATCHER_BLOB`] to rows, in
+    /// one durable transaction: the `groups` table is replaced by `rows` (all
+    /// of the blob's groups, see `Dispatcher::all_rows`), the serial saved,
+    /// and the blob deleted. A crash leaves either the blob or the rows.
+    pub fn migrate_dispatcher_blob(&self, rows: &GroupRows) -> Result<(), StoreError> {
+        self.write(|tx| {
+            {
+                let mut groups = tx.open_table(GROUPS).map_err(|e| self.err(e))?;
+                // Rows of a newer version run before a downgrade are stale: the blob wins.
+                groups.retain(|_, _| false).map_err(|e| self.err(e))?;
+            }
+            self.write_groups(tx, rows)?;
+            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+            state.remove(DISPATCHER_BLOB).map_err(|e| self.err(e))?;
+            Ok(())
         })
     }
 
@@ -447,7 +536,7 @@ impl NotifyStore {
         })
     }
 
-    /// A named state blob (dispatcher state, silences, remediation governor).
+    /// A named state blob (silences, remediation governor, …).
     pub fn load_state(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.read(|tx| {
             let state = tx.open_table(STATE).map_err(|e| self.err(e))?;
@@ -727,6 +816,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn group_rows_are_written_replaced_and_deleted_with_the_entries() {
+        let (_dir, path, s) = open();
+        let rows = |groups: &[(&str, Option<&str>)], next_serial| GroupRows {
+            groups: groups
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
+            next_serial,
+        };
+        let e = entry("k", 1, 1);
+        let first = rows(&[("a", Some("{\"v\":1}")), ("b", Some("{\"v\":2}"))], 2);
+        assert_eq!(
+            s.enqueue_with_audit(std::slice::from_ref(&e), &[], Some(&first), &[])
+                .unwrap(),
+            1
+        );
+        let second = rows(&[("a", None), ("b", Some("{\"v\":3}")), ("zz", None)], 3);
+        s.enqueue_with_audit(&[], &[], Some(&second), &[]).unwrap();
+        drop(s);
+        let s = NotifyStore::open(&path).unwrap();
+        assert_eq!(
+            s.load_groups().unwrap(),
+            (vec![("b".to_string(), "{\"v\":3}".to_string())], Some(3))
+        );
+        assert_eq!(s.pending().unwrap(), vec![e]);
+        // Without rows, neither the rows nor the serial change.
+        s.enqueue(&[], &[("governor", "{}")]).unwrap();
+        assert_eq!(s.load_groups().unwrap().1, Some(3));
+    }
+
     fn record(id: &str, at: i64) -> AuditRecord {
         AuditRecord {
             id: id.to_string(),
@@ -775,6 +895,7 @@ mod tests {
             s.enqueue_with_audit(
                 std::slice::from_ref(&call),
                 &[("governor", "{}")],
+                None,
                 std::slice::from_ref(&r)
             )
             .unwrap(),

@@ -118,6 +118,22 @@ struct State {
     approvals: Approvals,
 }
 
+/// What an ingest changed, to go back to when its write fails.
+struct Undo {
+    change: Change,
+    governor_and_approvals: Option<(Governor, Approvals)>,
+}
+
+impl Undo {
+    fn apply(self, st: &mut State) {
+        st.dispatcher.revert(self.change);
+        if let Some((governor, approvals)) = self.governor_and_approvals {
+            st.governor = governor;
+            st.approvals = approvals;
+        }
+    }
+}
+
 /// The owner of the notifier's state.
 pub(super) struct Core {
     settings: Arc<Settings>,
@@ -141,7 +157,7 @@ impl Core {
             governor.per_secs = r.per_secs;
         }
         let state = State {
-            dispatcher: load(&store, "dispatcher")?,
+            dispatcher: crate::dispatcher_store::load_dispatcher(&store)?,
             silences: load(&store, "silences")?,
             governor,
             approvals: load(&store, "approvals")?,
@@ -237,15 +253,17 @@ impl Core {
         }
         let settings = self.settings.clone();
         let config = &settings.config;
-        let before = self.state.dispatcher.clone();
-        let governor_before = self.state.governor.clone();
-        let approvals_before = self.state.approvals.clone();
-        let forget = |st: &mut State| {
-            st.dispatcher = before.clone();
-            st.governor = governor_before.clone();
-            st.approvals = approvals_before.clone();
+        // Only what this decision touches is kept to go back to: the groups
+        // it changes, and the governor and approvals when remediation may
+        // change them.
+        let change = self.state.dispatcher.ingest(&config.route, alerts, now);
+        let undo = Undo {
+            change,
+            governor_and_approvals: config
+                .remediation
+                .as_ref()
+                .map(|_| (self.state.governor.clone(), self.state.approvals.clone())),
         };
-        self.state.dispatcher.ingest(&config.route, alerts, now);
         let mut entries = Vec::new();
         let mut records = Vec::new();
         if let Some(rem) = &config.remediation {
@@ -274,7 +292,7 @@ impl Core {
                             // decision is forgotten (the governor's too), to be
                             // taken again when the store answers.
                             self.metrics.store_error("reading the audit log", &e);
-                            forget(&mut self.state);
+                            undo.apply(&mut self.state);
                             return;
                         }
                     }
@@ -298,22 +316,26 @@ impl Core {
                 }
             }
         }
-        let states = [
-            ("dispatcher", json(&self.state.dispatcher)),
-            ("governor", json(&self.state.governor)),
-            ("approvals", json(&self.state.approvals)),
-        ];
+        let rows = self.state.dispatcher.rows(&undo.change);
+        let states: Vec<(&'static str, String)> = if config.remediation.is_some() {
+            vec![
+                ("governor", json(&self.state.governor)),
+                ("approvals", json(&self.state.approvals)),
+            ]
+        } else {
+            Vec::new()
+        };
         let written = records.clone();
         let saved = self
             .on_store(move |s| {
                 let refs: Vec<(&str, &str)> =
                     states.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                s.enqueue_with_audit(&entries, &refs, &written)
+                s.enqueue_with_audit(&entries, &refs, Some(&rows), &written)
             })
             .await;
         if let Err(e) = saved {
             self.metrics.store_error("saving alert groups", &e);
-            forget(&mut self.state);
+            undo.apply(&mut self.state);
             return;
         }
         for r in &records {
@@ -385,7 +407,6 @@ impl Core {
             self.metrics.groups.set(groups as i64);
             return (0, st.dispatcher.next_due());
         }
-        let before = st.dispatcher.clone();
         let receivers = &config.receivers;
         let send_resolved = |name: &str| {
             receivers
@@ -399,7 +420,7 @@ impl Core {
             ..
         } = st;
         let silenced = |l: &crate::alert::KeyValues| silences.is_silenced(l, now).is_some();
-        let mut notifications = dispatcher.flush(
+        let (mut notifications, change) = dispatcher.flush(
             &config.route,
             &silenced,
             &send_resolved,
@@ -420,13 +441,13 @@ impl Core {
             }
         }
         let queued = entries.len();
-        let state = json(&self.state.dispatcher);
+        let rows = self.state.dispatcher.rows(&change);
         let saved = self
-            .on_store(move |s| s.enqueue(&entries, &[("dispatcher", &state)]))
+            .on_store(move |s| s.enqueue_with_audit(&entries, &[], Some(&rows), &[]))
             .await;
         if let Err(e) = saved {
             self.metrics.store_error("queueing notifications", &e);
-            self.state.dispatcher = before;
+            self.state.dispatcher.revert(change);
             return (0, Some(now + 1));
         }
         let (groups, _) = self.state.dispatcher.sizes();
@@ -619,7 +640,7 @@ impl Core {
             .on_store(move |s| {
                 let refs: Vec<(&str, &str)> =
                     states.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                s.enqueue_with_audit(&entries, &refs, std::slice::from_ref(&written))
+                s.enqueue_with_audit(&entries, &refs, None, std::slice::from_ref(&written))
             })
             .await;
         if let Err(e) = saved {

@@ -57,7 +57,7 @@ use crate::message::render;
 use crate::payload::Status;
 use crate::remediation::{self, AuditRecord, AuditStatus, Decision, Governor, Refusal};
 use crate::retry::RetryAction;
-use crate::route::{Dispatcher, GroupView};
+use crate::route::{Change, Dispatcher, GroupView};
 use crate::silence::{Silence, Silences};
 use crate::store::{Delivery, NotifyStore, OutboxEntry, StoreError};
 use crate::telegram::escape;
