@@ -64,7 +64,7 @@ impl Engine {
 
     /// Runs the state machine, saves its state and returns the transitions
     /// to announce (none when the state could not be saved).
-    pub(super) fn run_alerts(
+    pub(super) async fn run_alerts(
         &self,
         rt: &mut RuleRuntime,
         now: i64,
@@ -99,7 +99,18 @@ impl Engine {
         if rt.saved == rt.alerts {
             return events;
         }
-        if let Err(e) = self.store.save(&[(rt.id.as_str(), &rt.alerts)]) {
+        // The write is durable (an fsync): on a blocking thread, not on the
+        // async threads the other groups and the API run on.
+        let (store, id, alerts) = (self.store.clone(), rt.id.clone(), rt.alerts.clone());
+        let saved = tokio::task::spawn_blocking(move || store.save(&[(id.as_str(), &alerts)]))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::alert::StoreError::Db {
+                    path: String::new(),
+                    message: format!("the store task failed: {e}"),
+                })
+            });
+        if let Err(e) = saved {
             // The state goes back to what the store holds, so the next
             // evaluation finds these transitions again: held back, not lost.
             tracing::error!(rule = %rt.id, error = %e, "Could not save alert state; its transitions are held back until it can be.");

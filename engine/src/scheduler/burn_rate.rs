@@ -71,7 +71,10 @@ impl Engine {
                 observed.push(self.alert_input(&h.rule, labels, &v));
             }
         }
-        let events = self.run_alerts(&mut *h.lock().await, now, observed);
+        let events = {
+            let mut rt = h.lock().await;
+            self.run_alerts(&mut rt, now, observed).await
+        };
         self.announce(h, now, events, &HashMap::new()).await;
         Ok(())
     }

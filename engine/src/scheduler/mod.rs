@@ -430,7 +430,7 @@ impl Engine {
                 observed.push(input);
                 rt.verdicts.insert(k.clone(), v);
             }
-            (self.run_alerts(rt, now, observed), series_of)
+            (self.run_alerts(rt, now, observed).await, series_of)
         };
         self.announce(h, now, events, &series_of).await;
         Ok(())
