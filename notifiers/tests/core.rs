@@ -9,54 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prognos_notifiers::channel::webhook::WebhookConfig;
-use prognos_notifiers::config::{NotifierConfig, Receiver, RemediationConfig, Target};
+use prognos_notifiers::config::{NotifierConfig, RemediationConfig, Target};
 use prognos_notifiers::matcher::parse_matchers;
-use prognos_notifiers::message::RenderOptions;
 use prognos_notifiers::notifier::{Notifier, NotifierError, NotifierMetrics, unix_now};
 use prognos_notifiers::remediation::{Action, AuditStatus};
-use prognos_notifiers::retry::Backoff;
-use prognos_notifiers::route::{GroupView, Route};
+use prognos_notifiers::route::GroupView;
 use prognos_notifiers::secret::Secret;
 use prognos_notifiers::store::NotifyStore;
-use support::alert;
+use support::{alert, notifier_config};
 
 fn config(group_interval: i64) -> NotifierConfig {
-    NotifierConfig {
-        external_url: "http://prognos.example".into(),
-        receivers: vec![Receiver {
-            name: "ops".into(),
-            send_resolved: true,
-            // Nothing is delivered in these tests: the port is never asked.
-            targets: vec![Target::Webhook(WebhookConfig {
-                url: "http://127.0.0.1:9/hook".parse().unwrap(),
-                bearer_token: None,
-                max_alerts: 0,
-                timeout: Duration::from_secs(1),
-                headers: Vec::new(),
-            })],
-        }],
-        route: Route {
-            receiver: "ops".into(),
-            matchers: Vec::new(),
-            group_by: vec!["service".into()],
-            group_wait: 0,
-            group_interval,
-            repeat_interval: 3600,
-            continue_matching: false,
-            routes: Vec::new(),
-        },
-        give_up_after_secs: 600,
-        backoff: Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        },
-        render: RenderOptions {
-            chart: false,
-            ..RenderOptions::default()
-        },
-        bot: None,
-        remediation: None,
-    }
+    // Nothing is delivered in these tests: the port is never asked.
+    let mut c = notifier_config(vec![Target::Webhook(WebhookConfig {
+        url: "http://127.0.0.1:9/hook".parse().unwrap(),
+        bearer_token: None,
+        max_alerts: 0,
+        timeout: Duration::from_secs(1),
+        headers: Vec::new(),
+    })]);
+    c.route.group_interval = group_interval;
+    c
 }
 
 fn store(dir: &tempfile::TempDir) -> Arc<NotifyStore> {

@@ -11,54 +11,15 @@ use std::time::Duration;
 
 use prognos_notifiers::channel::telegram::TelegramConfig;
 use prognos_notifiers::channel::webhook::WebhookConfig;
-use prognos_notifiers::config::{BotConfig, NotifierConfig, Receiver, RemediationConfig, Target};
+use prognos_notifiers::config::{BotConfig, NotifierConfig, RemediationConfig, Target};
 use prognos_notifiers::matcher::parse_matchers;
-use prognos_notifiers::message::RenderOptions;
 use prognos_notifiers::notifier::{Notifier, NotifierMetrics, unix_now};
 use prognos_notifiers::remediation::{Action, ApprovalPolicy, AuditStatus};
-use prognos_notifiers::retry::Backoff;
-use prognos_notifiers::route::Route;
 use prognos_notifiers::secret::Secret;
 use prognos_notifiers::store::NotifyStore;
 use prometheus_client::registry::Registry;
 use support::telegram_peer::{Fail, TelegramPeer};
-use support::{HttpRecorder, alert};
-
-fn route(receiver: &str) -> Route {
-    Route {
-        receiver: receiver.into(),
-        matchers: Vec::new(),
-        group_by: vec!["service".into()],
-        group_wait: 0,
-        group_interval: 60,
-        repeat_interval: 3600,
-        continue_matching: false,
-        routes: Vec::new(),
-    }
-}
-
-fn config(targets: Vec<Target>) -> NotifierConfig {
-    NotifierConfig {
-        external_url: "http://prognos.example".into(),
-        receivers: vec![Receiver {
-            name: "ops".into(),
-            send_resolved: true,
-            targets,
-        }],
-        route: route("ops"),
-        give_up_after_secs: 600,
-        backoff: Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        },
-        render: RenderOptions {
-            chart: false,
-            ..RenderOptions::default()
-        },
-        bot: None,
-        remediation: None,
-    }
-}
+use support::{HttpRecorder, alert, notifier_config};
 
 fn telegram(peer: &TelegramPeer) -> TelegramConfig {
     let mut c = TelegramConfig::new(peer.token.clone(), 4242);
@@ -89,7 +50,7 @@ fn encode(m: &NotifierMetrics) -> String {
 #[tokio::test]
 async fn telegram_retry_after_is_honoured() {
     let tg = TelegramPeer::start().await;
-    let (n, metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
+    let (n, metrics, _dir) = open(notifier_config(vec![Target::Telegram(telegram(&tg))]));
     let now = unix_now();
     tg.fail_next(1, Fail::RetryAfter(30));
     n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
@@ -131,7 +92,7 @@ async fn an_undeliverable_notification_is_given_up_after_its_age() {
         timeout: Duration::from_secs(2),
         headers: Vec::new(),
     };
-    let (n, metrics, _dir) = open(config(vec![Target::Webhook(hook)]));
+    let (n, metrics, _dir) = open(notifier_config(vec![Target::Webhook(hook)]));
     let now = unix_now();
     n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
     n.flush(now).await;
@@ -189,7 +150,7 @@ async fn an_unanswered_approval_expires_and_nothing_is_called() {
         expires_secs: 300,
         approvers: vec![111],
     };
-    let c = config(vec![Target::Webhook(WebhookConfig {
+    let c = notifier_config(vec![Target::Webhook(WebhookConfig {
         url: hooks.url.parse().unwrap(),
         bearer_token: None,
         max_alerts: 0,
@@ -244,7 +205,7 @@ async fn a_dry_run_is_audited_and_calls_nothing() {
     let tg = TelegramPeer::start().await;
     let target = HttpRecorder::start().await;
     let hooks = HttpRecorder::start().await;
-    let c = config(vec![Target::Webhook(WebhookConfig {
+    let c = notifier_config(vec![Target::Webhook(WebhookConfig {
         url: hooks.url.parse().unwrap(),
         bearer_token: None,
         max_alerts: 0,
@@ -282,7 +243,7 @@ async fn a_dry_run_is_audited_and_calls_nothing() {
 #[tokio::test]
 async fn commands_addressed_to_another_bot_are_ignored() {
     let tg = TelegramPeer::start().await;
-    let mut c = config(Vec::new());
+    let mut c = notifier_config(Vec::new());
     c.bot = Some(BotConfig {
         telegram: telegram(&tg),
         allowed_users: vec![111],
@@ -333,7 +294,7 @@ async fn commands_addressed_to_another_bot_are_ignored() {
 async fn a_huge_retry_after_neither_wraps_nor_outlives_the_give_up_age() {
     for retry_after in [u64::MAX, 99_999_999_999] {
         let hooks = HttpRecorder::start().await;
-        let (n, metrics, _dir) = open(config(vec![Target::Webhook(WebhookConfig {
+        let (n, metrics, _dir) = open(notifier_config(vec![Target::Webhook(WebhookConfig {
             url: hooks.url.parse().unwrap(),
             bearer_token: None,
             max_alerts: 0,
@@ -364,7 +325,7 @@ async fn a_huge_retry_after_neither_wraps_nor_outlives_the_give_up_age() {
 #[tokio::test]
 async fn a_huge_telegram_retry_after_is_bounded_by_the_give_up_age() {
     let tg = TelegramPeer::start().await;
-    let (n, _metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
+    let (n, _metrics, _dir) = open(notifier_config(vec![Target::Telegram(telegram(&tg))]));
     tg.fail_next(1, Fail::RetryAfter(u32::MAX));
     let now = unix_now();
     n.ingest(&[alert("MesQueueBacklog", "mes-api")], now).await;
@@ -381,7 +342,7 @@ async fn a_huge_telegram_retry_after_is_bounded_by_the_give_up_age() {
 #[tokio::test]
 async fn resync_resolves_what_no_longer_fires_and_adds_what_does() {
     let tg = TelegramPeer::start().await;
-    let (n, _metrics, _dir) = open(config(vec![Target::Telegram(telegram(&tg))]));
+    let (n, _metrics, _dir) = open(notifier_config(vec![Target::Telegram(telegram(&tg))]));
     let now = unix_now();
     let gone = alert("ShopDbFullSoon", "shop-api");
     n.ingest(std::slice::from_ref(&gone), now).await;
@@ -460,7 +421,7 @@ async fn a_hung_smtp_server_does_not_hold_telegram_back() {
         timeout: Duration::from_secs(600),
         hello_name: Some("prognos.test".into()),
     };
-    let (n, _metrics, _dir) = open(config(vec![
+    let (n, _metrics, _dir) = open(notifier_config(vec![
         Target::Telegram(telegram(&tg)),
         Target::Email(email),
     ]));
@@ -511,7 +472,7 @@ async fn a_telegram_send_cut_by_a_crash_is_repeated_unless_at_most_once() {
         let tg = TelegramPeer::start().await;
         let mut t = telegram(&tg);
         t.at_most_once = at_most_once;
-        let c = config(vec![Target::Telegram(t)]);
+        let c = notifier_config(vec![Target::Telegram(t)]);
         let dir = tempfile::tempdir().unwrap();
         let (n, _) = reopen(&c, dir.path());
         let now = unix_now();
@@ -579,7 +540,7 @@ async fn at_most_once_gives_up_a_timed_out_send_and_retries_a_refused_one() {
         t.at_most_once = at_most_once;
         t.timeout = Duration::from_millis(300);
         let dir = tempfile::tempdir().unwrap();
-        let (n, metrics) = reopen(&config(vec![Target::Telegram(t)]), dir.path());
+        let (n, metrics) = reopen(&notifier_config(vec![Target::Telegram(t)]), dir.path());
         let now = unix_now();
         tg.fail_next_method("sendMessage", 1, Fail::RetryAfter(1));
         tg.fail_next_method("sendMessage", 1, Fail::Hang);

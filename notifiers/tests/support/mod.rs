@@ -17,7 +17,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prognos_notifiers::alert::{AlertInfo, KeyValues, Notification, Status};
+use prognos_notifiers::config::{NotifierConfig, Receiver, Target};
 use prognos_notifiers::delivery::Rendered;
+use prognos_notifiers::message::RenderOptions;
+use prognos_notifiers::retry::Backoff;
+use prognos_notifiers::route::Route;
 
 /// One request an [`HttpRecorder`] received.
 #[derive(Debug, Clone)]
@@ -204,5 +208,40 @@ pub fn rendered(chart: bool) -> Rendered {
         email_text: "MesQueueBacklog\nQueue <backlog> & growth\n".to_string(),
         email_html: "<html><body><h1>MesQueueBacklog</h1><p>Queue &lt;backlog&gt; &amp; growth</p><img src=\"cid:chart\"></body></html>".to_string(),
         chart_png: chart.then(png),
+    }
+}
+
+/// A notifier configuration sending every alert, grouped by service, to
+/// the receiver `ops` and its `targets`: group_wait 0, group_interval 60 s,
+/// repeat_interval 1 h, given up after 10 min, no charts.
+pub fn notifier_config(targets: Vec<Target>) -> NotifierConfig {
+    NotifierConfig {
+        external_url: "http://prognos.example".into(),
+        receivers: vec![Receiver {
+            name: "ops".into(),
+            send_resolved: true,
+            targets,
+        }],
+        route: Route {
+            receiver: "ops".into(),
+            matchers: Vec::new(),
+            group_by: vec!["service".into()],
+            group_wait: 0,
+            group_interval: 60,
+            repeat_interval: 3600,
+            continue_matching: false,
+            routes: Vec::new(),
+        },
+        give_up_after_secs: 600,
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        render: RenderOptions {
+            chart: false,
+            ..RenderOptions::default()
+        },
+        bot: None,
+        remediation: None,
     }
 }
