@@ -213,6 +213,11 @@ pub struct EvalAlertsArgs {
     /// Scenarios replayed at once (default: one per core, at most 16).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
+    /// With --json: each incident's timeline too — every evaluation of its
+    /// rule on its series: the value, the expectation and its band, the
+    /// anomaly score, the ETA and its range, and the alert's state.
+    #[arg(long, requires = "json")]
+    pub timelines: bool,
 }
 
 /// `prognos eval nab`.

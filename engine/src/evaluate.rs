@@ -21,6 +21,12 @@ pub struct SeriesVerdict {
     pub eta_secs: Option<i64>,
     /// The crossing in words: "in ~3d 4h (between 2d and 5d)".
     pub eta_text: Option<String>,
+    /// Seconds until the band's near edge crosses the threshold (the
+    /// earliest plausible crossing), if it does within the look-ahead.
+    pub eta_earliest_secs: Option<i64>,
+    /// Seconds until the band's far edge crosses it (the latest plausible
+    /// crossing), if it does within the look-ahead.
+    pub eta_latest_secs: Option<i64>,
     /// Whether the rule's condition holds.
     pub holds: bool,
     /// The value reported with the alert (`$value`): the latest value, or the anomaly score for anomaly rules.
@@ -106,6 +112,8 @@ pub fn evaluate(rule: &Rule, series: &ModelledSeries, level: Level) -> SeriesVer
         forecasts,
         eta_secs: None,
         eta_text: None,
+        eta_earliest_secs: None,
+        eta_latest_secs: None,
         holds: false,
         value: series.last_value,
     };
@@ -120,6 +128,12 @@ pub fn evaluate(rule: &Rule, series: &ModelledSeries, level: Level) -> SeriesVer
             crossing.earliest = Some(0);
         }
         verdict.eta_secs = crossing.expected.map(|k| k as i64 * step);
+        verdict.eta_earliest_secs = crossing.earliest.map(|k| k as i64 * step);
+        verdict.eta_latest_secs = if now_crossed {
+            Some(0)
+        } else {
+            crossing.latest.map(|k| k as i64 * step)
+        };
         verdict.eta_text = crossing.expected.map(|k| {
             if k == 0 {
                 "now".to_string()

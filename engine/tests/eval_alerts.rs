@@ -94,7 +94,7 @@ fn backtest_on_prometheus_gives_the_alerts_of_the_in_memory_replay() {
     scenario.evaluate_from = onset - 30 * 60;
     scenario.end = onset + 20 * 60;
     let config = load_config(&repo.join("prognos.yml")).expect("the shipped config");
-    let memory = replay(&config, &scenario).expect("in-memory replay");
+    let memory = replay(&config, &scenario, false).expect("in-memory replay");
     let expected: BTreeSet<(String, String, i64)> = memory
         .transitions
         .iter()

@@ -48,6 +48,38 @@ pub struct Seen {
     pub value: f64,
 }
 
+/// One series' evaluations during a replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesTimeline {
+    /// The series' labels.
+    pub labels: BTreeMap<String, String>,
+    /// One point per evaluation, in time order.
+    pub points: Vec<TimelinePoint>,
+}
+
+/// What one evaluation saw of a series: what `prognos run` exports for it
+/// (`prognos_expected*`, `prognos_anomaly_score`, `prognos_time_to_threshold_seconds`)
+/// and the alert's state after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// Unix seconds.
+    pub at: i64,
+    /// The series' latest value.
+    pub value: f64,
+    /// The model's expectation for it and the band (lower, upper), once fitted.
+    pub expected: Option<(f64, f64, f64)>,
+    /// The anomaly score of the latest point.
+    pub score: f64,
+    /// Seconds to the threshold by the central forecast, and the range.
+    pub eta_secs: Option<i64>,
+    pub eta_earliest_secs: Option<i64>,
+    pub eta_latest_secs: Option<i64>,
+    /// Whether the rule's condition held.
+    pub holds: bool,
+    /// `inactive`, `pending` or `firing`.
+    pub state: &'static str,
+}
+
 /// How one incident was caught.
 #[derive(Debug, Clone, Serialize)]
 pub struct IncidentResult {
@@ -72,6 +104,18 @@ pub struct IncidentResult {
     /// Firing notifications of the expected alert for this incident.
     pub notifications: usize,
     pub abrupt: bool,
+    /// The static alert's threshold (the number its comparison is against).
+    pub static_threshold: Option<f64>,
+    /// The static alert's `for`, seconds: it fires this long after the breach.
+    pub static_for_secs: i64,
+    /// The prognos rule's threshold, for a forecast or time-to-threshold rule.
+    pub rule_threshold: Option<f64>,
+    /// Which way the series crosses it: `above` or `below`.
+    pub rule_direction: Option<&'static str>,
+    /// With `--timelines`: every evaluation of the rule on the incident's
+    /// series, one entry per matching series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<SeriesTimeline>>,
     /// Whether it meets the bar: fired; abrupt within 10 min of onset;
     /// growth within an hour of the condition truly holding, and ahead of
     /// the static alert by half the time from onset to its breach when the
@@ -149,7 +193,7 @@ pub fn eval_alerts(args: &EvalAlertsArgs) -> Result<SuiteResult> {
                         let Some(spec) = specs.get(i) else { break done };
                         let scenario = spec.generate();
                         tracing::info!(scenario = %scenario.name, "Replaying.");
-                        done.push((i, replay(&config, &scenario)));
+                        done.push((i, replay(&config, &scenario, args.timelines)));
                     }
                 })
             })
@@ -184,8 +228,13 @@ pub fn eval_alerts(args: &EvalAlertsArgs) -> Result<SuiteResult> {
     Ok(SuiteResult { scenarios, failed })
 }
 
-/// Replays `config`'s rules over `scenario`.
-pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<ScenarioResult> {
+/// Replays `config`'s rules over `scenario`; with `timelines`, records
+/// every evaluation of each incident's rule on its series.
+pub fn replay(
+    config: &crate::config::Config,
+    scenario: &Scenario,
+    timelines: bool,
+) -> Result<ScenarioResult> {
     let source = Arc::new(MemorySource::new(scenario.series.clone(), scenario.end));
     // The static alerts first: one the in-memory source cannot evaluate
     // fails the scenario before minutes of replay, not after.
@@ -223,6 +272,8 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
         .enable_all()
         .build()?;
     let mut pending: Vec<Seen> = Vec::new();
+    let mut recorded: Vec<BTreeMap<String, SeriesTimeline>> =
+        vec![BTreeMap::new(); scenario.incidents.len()];
     let mut open_pending: BTreeSet<(String, String)> = BTreeSet::new();
     let from = scenario.evaluate_from.div_euclid(tick) * tick;
     runtime.block_on(async {
@@ -237,6 +288,13 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
                 let rt = r.lock().await;
                 for a in newly_pending(&rt, &mut open_pending) {
                     pending.push(seen(t, "pending", &a.labels, a.value));
+                }
+                if timelines {
+                    for (truth, recorded) in scenario.incidents.iter().zip(&mut recorded) {
+                        if truth.alert == rt.rule.name {
+                            record(&rt, truth, t, recorded);
+                        }
+                    }
                 }
             }
             t += tick;
@@ -259,8 +317,34 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
     transitions.sort_by(|a, b| (a.at, &a.alert).cmp(&(b.at, &b.alert)));
 
     let mut incidents = Vec::new();
-    for (truth, static_at) in scenario.incidents.iter().zip(static_ats) {
-        incidents.push(judge(scenario, truth, static_at, &transitions));
+    for ((truth, static_at), recorded) in scenario.incidents.iter().zip(static_ats).zip(recorded) {
+        let mut r = judge(scenario, truth, static_at, &transitions);
+        r.static_threshold = truth.static_expr.as_deref().and_then(compared_to);
+        let crossing = config
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .find(|rule| rule.name == truth.alert)
+            .and_then(|rule| match &rule.condition {
+                crate::config::Condition::Forecast {
+                    threshold,
+                    direction,
+                    ..
+                }
+                | crate::config::Condition::TimeToThreshold {
+                    threshold,
+                    direction,
+                    ..
+                } => Some((*threshold, *direction)),
+                _ => None,
+            });
+        r.rule_threshold = crossing.map(|(t, _)| t);
+        r.rule_direction = crossing.map(|(_, d)| match d {
+            prognos_models::threshold::Direction::Above => "above",
+            prognos_models::threshold::Direction::Below => "below",
+        });
+        r.timeline = timelines.then(|| recorded.into_values().collect());
+        incidents.push(r);
     }
     let false_alerts = transitions
         .iter()
@@ -285,6 +369,69 @@ pub fn replay(config: &crate::config::Config, scenario: &Scenario) -> Result<Sce
         transitions,
         errors,
     })
+}
+
+/// Records what this evaluation of `rt` saw of the series of `truth`.
+fn record(
+    rt: &crate::scheduler::RuleRuntime,
+    truth: &Truth,
+    at: i64,
+    into: &mut BTreeMap<String, SeriesTimeline>,
+) {
+    for (key, s) in &rt.series {
+        if !truth.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)) {
+            continue;
+        }
+        let verdict = rt.verdicts.get(key);
+        // Its alert: the one carrying every label of the series.
+        let state = rt
+            .alerts
+            .active()
+            .filter(|a| {
+                s.labels
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "__name__")
+                    .all(|(k, v)| a.labels.get(k) == Some(v))
+            })
+            .map(|a| a.status)
+            .max_by_key(|status| *status == crate::alert::AlertStatus::Firing);
+        let state = match state {
+            Some(crate::alert::AlertStatus::Firing) => "firing",
+            Some(crate::alert::AlertStatus::Pending) => "pending",
+            _ => "inactive",
+        };
+        let t = into.entry(key.clone()).or_insert_with(|| SeriesTimeline {
+            labels: s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            points: Vec::new(),
+        });
+        t.points.push(TimelinePoint {
+            at,
+            value: s.last_value,
+            expected: s.expected,
+            score: s.score,
+            eta_secs: verdict.and_then(|v| v.eta_secs),
+            eta_earliest_secs: verdict.and_then(|v| v.eta_earliest_secs),
+            eta_latest_secs: verdict.and_then(|v| v.eta_latest_secs),
+            holds: verdict.is_some_and(|v| v.holds),
+            state,
+        });
+    }
+}
+
+/// The number a comparison such as `sum(x) > 10000` compares against.
+fn compared_to(expr: &str) -> Option<f64> {
+    use promql_parser::parser::{Expr, parse};
+    match parse(expr).ok()? {
+        Expr::Binary(b) => match (*b.lhs, *b.rhs) {
+            (_, Expr::NumberLiteral(n)) | (Expr::NumberLiteral(n), _) => Some(n.val),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn seen(at: i64, state: &'static str, labels: &BTreeMap<String, String>, value: f64) -> Seen {
@@ -410,6 +557,11 @@ fn judge(
         delay_from_holds_secs,
         notifications,
         abrupt: truth.abrupt,
+        static_threshold: None,
+        static_for_secs: truth.static_for,
+        rule_threshold: None,
+        rule_direction: None,
+        timeline: None,
         in_time,
     }
 }
@@ -625,7 +777,7 @@ mod tests {
         let mut scenario = stalled_consumer();
         scenario.incidents[0].static_expr =
             Some("histogram_quantile(0.9, rabbitmq_queue_messages_ready) > 1".into());
-        let err = replay(&config, &scenario).expect_err("refused");
+        let err = replay(&config, &scenario, false).expect_err("refused");
         let msg = format!("{err:#}");
         assert!(
             msg.contains("static alert of consumer_stall in stall"),
@@ -637,7 +789,7 @@ mod tests {
     fn a_stalled_consumer_fires_the_shipped_backlog_rule_before_the_queue_passes_its_threshold() {
         let config = load_config(&repo().join("prognos.yml")).expect("the shipped config");
         let scenario = stalled_consumer();
-        let r = replay(&config, &scenario).expect("replay");
+        let r = replay(&config, &scenario, true).expect("replay");
         let i = &r.incidents[0];
         println!(
             "{}",
@@ -656,5 +808,34 @@ mod tests {
         );
         assert_eq!(i.notifications, 1);
         assert!(r.false_alerts.is_empty(), "{:?}", r.false_alerts);
+
+        // The timeline agrees with the transitions and carries the ETA.
+        assert_eq!(i.static_threshold, Some(10_000.0));
+        assert_eq!(i.rule_threshold, Some(10_000.0));
+        assert_eq!(i.rule_direction, Some("above"));
+        let timeline = i.timeline.as_ref().expect("timelines asked for");
+        assert_eq!(timeline.len(), 1, "one series: mes.work");
+        let points = &timeline[0].points;
+        let first = |state: &str| points.iter().find(|p| p.state == state).map(|p| p.at);
+        assert_eq!(first("pending"), i.pending_at);
+        assert_eq!(first("firing"), i.fired_at);
+        let at_fire = points
+            .iter()
+            .find(|p| p.at == fired)
+            .expect("a point at firing");
+        let eta = at_fire.eta_secs.expect("an ETA when it fires");
+        assert!(eta <= 3600, "within the rule's look-ahead: {eta}");
+        let (lo, hi) = (
+            at_fire.eta_earliest_secs.expect("earliest"),
+            at_fire.eta_latest_secs.unwrap_or(i64::MAX),
+        );
+        assert!(lo <= eta && eta <= hi, "{lo} <= {eta} <= {hi}");
+        assert!(
+            points
+                .iter()
+                .filter(|p| p.at < i.onset)
+                .all(|p| p.state == "inactive"),
+            "nothing before onset"
+        );
     }
 }

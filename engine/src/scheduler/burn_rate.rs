@@ -65,6 +65,8 @@ impl Engine {
                     forecasts: Vec::new(),
                     eta_secs: None,
                     eta_text: None,
+                    eta_earliest_secs: None,
+                    eta_latest_secs: None,
                     holds: worst.is_some(),
                     value: rate,
                 };
