@@ -147,6 +147,10 @@ pub struct DetectArgs {
     /// CSV to write: the input rows in the same order with an anomaly_score column ("-" for stdout).
     #[arg(long, short)]
     pub output: PathBuf,
+    /// Also write the parts of each score after anomaly_score: expected, model, surprise,
+    /// raw_score, likelihood, extreme, onset_score, sustained_score.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `prognos forecast`.

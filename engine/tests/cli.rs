@@ -156,6 +156,85 @@ fn detect_constant_series_is_not_anomalous_and_nan_rows_score_zero() {
 }
 
 #[test]
+fn detect_explain_adds_the_parts_and_keeps_the_scores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A week with a spike at row 1900, and two rows without a value.
+    let mut text = week_csv(2016);
+    for i in [700, 1500] {
+        let ts = 1_700_000_000 + 300 * i as i64;
+        let row = text
+            .lines()
+            .position(|l| l.starts_with(&format!("{ts},")))
+            .expect("row");
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[row] = format!("{ts},");
+        text = lines.join("\n") + "\n";
+    }
+    let input = write(dir.path(), "in.csv", &text);
+    let (plain, explained) = (dir.path().join("plain.csv"), dir.path().join("ex.csv"));
+    let o = prognos(&["detect", "-i", s(&input), "-o", s(&plain)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = prognos(&["detect", "-i", s(&input), "-o", s(&explained), "--explain"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plain = rows(&std::fs::read_to_string(&plain).expect("plain"));
+    let got = rows(&std::fs::read_to_string(&explained).expect("explained"));
+    assert_eq!(plain[0], ["timestamp", "value", "anomaly_score"]);
+    assert_eq!(
+        got[0],
+        [
+            "timestamp",
+            "value",
+            "anomaly_score",
+            "expected",
+            "model",
+            "surprise",
+            "raw_score",
+            "likelihood",
+            "extreme",
+            "onset_score",
+            "sustained_score"
+        ]
+    );
+    assert_eq!(got.len(), plain.len());
+    assert!(got.iter().all(|r| r.len() == 11));
+    for (i, (g, p)) in got.iter().zip(&plain).enumerate().skip(1) {
+        // The same rows and the same scores as without --explain.
+        assert_eq!(g[..3], p[..], "row {i}");
+        if g[1].is_empty() || i == 1 {
+            // Not scored (no value) or nothing seen before: no expectation.
+            assert_eq!(g[3..5], ["", ""], "row {i}");
+            continue;
+        }
+        let expected: f64 = g[3].parse().expect("expected is a number");
+        assert!(expected.is_finite());
+        assert!(
+            ["level", "daily", "weekly"].contains(&g[4].as_str()),
+            "{g:?}"
+        );
+        for part in &g[5..] {
+            let x: f64 = part.parse().expect("a number");
+            assert!(x >= 0.0 && (part == &g[5] || x <= 1.0), "row {i}: {g:?}");
+        }
+    }
+    for i in [701, 1501] {
+        assert_eq!(
+            got[i][1..],
+            [
+                "", "0.000000", "", "", "0.000000", "0.000000", "0.000000", "0.000000", "0.000000",
+                "0.000000"
+            ]
+        );
+    }
+    // The spike is a new extreme, reported as an onset.
+    let spike = &got[1901];
+    assert_eq!(
+        (spike[8].as_str(), spike[9].as_str()),
+        ("1.000000", "1.000000"),
+        "{spike:?}"
+    );
+}
+
+#[test]
 fn forecast_writes_the_horizon_after_the_last_row_with_ordered_bands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write(dir.path(), "in.csv", &week_csv(2016));

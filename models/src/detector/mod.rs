@@ -23,6 +23,10 @@
 //! The score is the larger of the NAB-tuned score (steps 1–3, which favour one early detection)
 //! and the sustained score (step 4, which an alert with `for:` needs). There is one configuration,
 //! [`DetectorConfig::default`], used by the live engine, `prognos detect` and `prognos eval nab`.
+//!
+//! [`Detector::update_explained`] returns the same score with its parts (the expectation and the
+//! model it came from, the surprise, raw score, likelihood, new-extreme, onset and sustained
+//! scores): see [`Explained`]. `prognos detect --explain` writes them.
 
 mod likelihood;
 mod pattern;
@@ -148,6 +152,64 @@ const SUSTAIN_MAX: usize = 16;
 /// wobble from a real departure sharply.
 const SUSTAIN_POWER: i32 = 6;
 
+/// Name of each forecasting model, by its index in [`Detector::forecasts`].
+const MODEL_NAMES: [&str; MODELS] = ["last", "level", "daily", "weekly"];
+
+/// One score of [`Detector::update_explained`] with the parts it was made from.
+///
+/// For a point after warm-up, `score` is `onset.max(sustained)` (clamped to [0, 1], 0 if not
+/// finite); during warm-up (the first [`DetectorConfig::warmup_points`] points) `score` is 0
+/// while the parts are still reported as computed. A NaN or infinite value is not scored: every
+/// part is 0 and `expected` / `model` are `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Explained {
+    /// The score, exactly what [`Detector::update`] returns for the same point.
+    pub score: f64,
+    /// Forecast of the model the surprise is measured against (`None` before the first point).
+    pub expected: Option<f64>,
+    /// Which model that is: the one with the smallest robust residual scale among `"level"`,
+    /// `"daily"` (level + time-of-day profile) and `"weekly"` (level + time-of-week profile).
+    /// The last-value model is tracked but never picked, so `"last"` does not occur today.
+    pub model: Option<&'static str>,
+    /// `|value - expected|` in robust residual scales of that model (step 1 of the module docs).
+    pub surprise: f64,
+    /// Raw score `surprise / (surprise + raw_half)` in [0, 1) (step 2).
+    pub raw: f64,
+    /// Numenta-style anomaly likelihood of the mean of the last raw scores against their
+    /// history (step 2); 0 until half the warm-up has been seen.
+    pub likelihood: f64,
+    /// "New extreme" score (step 3): 1 when the value lies beyond the running min/max by more
+    /// than [`DetectorConfig::extreme_margin`] of the range,
+    /// [`DetectorConfig::surprise_extreme_score`] when the surprise exceeds the largest recent
+    /// one by [`DetectorConfig::surprise_extreme_factor`], else 0. The NAB-tuned score is the
+    /// larger of `likelihood` and `extreme`.
+    pub extreme: f64,
+    /// The NAB-tuned score after the rising-edge rule: the NAB-tuned score itself while it is
+    /// below [`DetectorConfig::onset_level`], on the point where it reaches that level, and 0 on
+    /// the following points until it has fallen below again.
+    pub onset: f64,
+    /// The sustained score (step 4) in [0, 1]: the smallest same-sign deviation of the last
+    /// [`DetectorConfig::sustain_points`] points against the least unusual expectation (or, just
+    /// after an onset, of the points since it), mapped through a steep curve that is one half at
+    /// [`DetectorConfig::sustain_half`] scales.
+    pub sustained: f64,
+}
+
+/// What [`Detector::score`] finds about a new point.
+#[derive(Debug, Clone, Copy)]
+struct Scored {
+    /// The NAB-tuned score (steps 1–3).
+    nab: f64,
+    /// Signed residual against the least unusual expectation, in robust scales (step 4's input).
+    deviation: f64,
+    /// Index and forecast of the model the surprise is measured against.
+    winner: Option<(usize, f64)>,
+    surprise: f64,
+    raw: f64,
+    likelihood: f64,
+    extreme: f64,
+}
+
 /// A level plus a calendar profile: `forecast = level + profile(ts)`.
 #[derive(Debug, Clone)]
 struct SeasonalModel {
@@ -246,8 +308,22 @@ impl Detector {
     /// then learns it. A NaN or infinite value scores 0 and is not learned. A timestamp at or
     /// before the last one is scored and its value learned, but the calendar models skip it.
     pub fn update(&mut self, timestamp: i64, value: f64) -> f64 {
+        self.step(timestamp, value).score
+    }
+
+    /// Like [`Self::update`] (same score, same learning), and returns the parts the score was
+    /// made from; see [`Explained`].
+    pub fn update_explained(&mut self, timestamp: i64, value: f64) -> Explained {
+        self.step(timestamp, value)
+    }
+
+    /// Scores and learns one point: the one path behind [`Self::update`] and
+    /// [`Self::update_explained`]. Inlined into both, so `update` drops the parts it does not
+    /// return.
+    #[inline(always)]
+    fn step(&mut self, timestamp: i64, value: f64) -> Explained {
         if !value.is_finite() {
-            return 0.0;
+            return Explained::default();
         }
         let forward = self.last_ts.is_none_or(|last| timestamp > last);
         if forward {
@@ -262,8 +338,9 @@ impl Detector {
             self.start_seasonal(step);
         }
 
-        let (score, deviation) = self.score(timestamp, value);
-        self.deviations.push(deviation);
+        let scored = self.score(timestamp, value);
+        let score = scored.nab;
+        self.deviations.push(scored.deviation);
         let k = self.config.sustain_points.clamp(1, SUSTAIN_MAX);
         let sustained = self.sustained(k);
         // Before warm-up the scales are still settling: nothing counts as a sustained deviation.
@@ -306,15 +383,27 @@ impl Detector {
             .map(|at| self.seen + 1 - at)
             .filter(|&n| n < k)
             .map_or(0.0, |n| self.sustained(n));
+        let sustained = self.sustained_score(sustained.max(since_onset));
         let score = if self.seen <= self.config.warmup_points {
             0.0
         } else {
-            onset.max(self.sustained_score(sustained.max(since_onset)))
+            onset.max(sustained)
         };
-        if score.is_finite() {
+        let score = if score.is_finite() {
             score.clamp(0.0, 1.0)
         } else {
             0.0
+        };
+        Explained {
+            score,
+            expected: scored.winner.map(|(_, f)| f),
+            model: scored.winner.map(|(k, _)| MODEL_NAMES[k]),
+            surprise: scored.surprise,
+            raw: scored.raw,
+            likelihood: scored.likelihood,
+            extreme: scored.extreme,
+            onset,
+            sustained,
         }
     }
 
@@ -385,16 +474,17 @@ impl Detector {
         self.observe(x);
     }
 
-    /// The NAB-tuned score of a new point and its signed deviation (residual of the best model
-    /// in its robust scales).
-    fn score(&mut self, ts: i64, x: f64) -> (f64, f64) {
+    /// The NAB-tuned score of a new point, its signed deviation (residual of the least unusual
+    /// model in its robust scales) and the parts of the score.
+    fn score(&mut self, ts: i64, x: f64) -> Scored {
         let range = self.max - self.min;
         let extreme = self.seen > 0
             && (x > self.max + self.config.extreme_margin * range
                 || x < self.min - self.config.extreme_margin * range);
 
         let deviation = self.least_deviation(ts, x);
-        let surprise = self.deviation(ts, x).abs();
+        let (signed, winner) = self.deviation(ts, x);
+        let surprise = signed.abs();
         let mut raw = surprise / (surprise + self.config.raw_half);
         self.features = self.pattern_features(ts, x);
         if let Some(d) = self
@@ -423,7 +513,21 @@ impl Detector {
         } else {
             likelihood
         };
-        (score, deviation)
+        Scored {
+            nab: score,
+            deviation,
+            winner,
+            surprise,
+            raw,
+            likelihood,
+            extreme: if extreme {
+                1.0
+            } else if surprising {
+                c.surprise_extreme_score
+            } else {
+                0.0
+            },
+        }
     }
 
     /// Pattern features of the window ending with `x`, once enough points were seen.
@@ -471,23 +575,24 @@ impl Detector {
         least.unwrap_or(0.0)
     }
 
-    /// Signed residual of the currently most accurate model, in units of its robust scale.
-    fn deviation(&self, ts: i64, x: f64) -> f64 {
+    /// Signed residual of the currently most accurate model, in units of its robust scale, and
+    /// that model (index, forecast) if any can forecast.
+    fn deviation(&self, ts: i64, x: f64) -> (f64, Option<(usize, f64)>) {
         let forecasts = self.forecasts(ts);
-        let mut best: Option<(f64, f64)> = None; // (scale, residual)
+        let mut best: Option<(f64, usize, f64)> = None; // (scale, model, forecast)
         for (k, f) in forecasts.iter().enumerate().skip(LEVEL) {
-            let Some(f) = f else { continue };
+            let Some(f) = *f else { continue };
             let scale = self.scales[k].get();
-            if best.is_none_or(|(s, _)| scale < s) {
-                best = Some((scale, x - f));
+            if best.is_none_or(|(s, _, _)| scale < s) {
+                best = Some((scale, k, f));
             }
         }
-        let Some((scale, residual)) = best else {
-            return 0.0;
+        let Some((scale, k, f)) = best else {
+            return (0.0, None);
         };
         let floor = 1e-3 * (self.max - self.min) + 1e-9 * x.abs() + 1e-12;
-        let s = residual / scale.max(floor);
-        if s.is_finite() { s } else { 0.0 }
+        let s = (x - f) / scale.max(floor);
+        (if s.is_finite() { s } else { 0.0 }, Some((k, f)))
     }
 
     /// Learns a point. While a sustained deviation lasts (`deviating`), the forecasting models
@@ -762,6 +867,67 @@ mod tests {
             }
         }
         assert!(high < RULE_THRESHOLD, "score {high} long after the change");
+    }
+
+    #[test]
+    fn explained_scores_are_the_scores() {
+        use crate::synthetic::{Shape, series};
+        // Three weeks at 5 minutes with daily and weekly seasons, a level shift of +60 in the
+        // third week, a spike, and NaN rows here and there.
+        let n = 3 * 2016;
+        let start = 1_704_067_200;
+        let mut values = series(&Shape::default(), start, n, 11);
+        for (i, v) in values.iter_mut().enumerate() {
+            if i >= 2 * 2016 + 300 {
+                *v += 60.0;
+            }
+            if i == 2016 + 500 {
+                *v += 200.0;
+            }
+            if i % 397 == 0 || (3000..3010).contains(&i) {
+                *v = f64::NAN;
+            }
+        }
+        let config = DetectorConfig::default();
+        let mut plain = Detector::new(config.clone());
+        let mut explained = Detector::new(config.clone());
+        let mut models = std::collections::BTreeSet::new();
+        let mut high = 0;
+        for (i, &v) in values.iter().enumerate() {
+            let ts = start + i as i64 * 300;
+            let s = plain.update(ts, v);
+            let e = explained.update_explained(ts, v);
+            assert_eq!(e.score.to_bits(), s.to_bits(), "point {i}: {e:?} vs {s}");
+            if v.is_nan() {
+                assert_eq!(e, Explained::default());
+                continue;
+            }
+            if let Some(m) = e.model {
+                models.insert(m);
+            }
+            if explained.points_seen() > config.warmup_points {
+                assert_eq!(
+                    e.score,
+                    e.onset.max(e.sustained).clamp(0.0, 1.0),
+                    "point {i}"
+                );
+            } else {
+                assert_eq!(e.score, 0.0);
+            }
+            for part in [e.raw, e.likelihood, e.extreme, e.onset, e.sustained] {
+                assert!((0.0..=1.0).contains(&part), "point {i}: {e:?}");
+            }
+            if e.score >= 0.5 {
+                high += 1;
+            }
+        }
+        assert_eq!(explained.points_seen(), plain.points_seen());
+        // The spike and the shift were scored high, and the seasonal models took part.
+        assert!(high >= 2, "{high} high scores");
+        assert!(
+            models.contains("daily") || models.contains("weekly"),
+            "{models:?}"
+        );
     }
 
     proptest::proptest! {
