@@ -79,22 +79,30 @@ def test() -> None:
         print(f"notebooks: {len(notebooks()) - len(failed)} ran, {len(failed)} failed, "
               f"{time.perf_counter() - total:.0f} s in all", flush=True)
 
-        # A missing binary stops every notebook at its first cell, saying what to run.
+        # A missing binary or data folder stops every notebook at its first
+        # cell, saying what to run.
+        missing = {
+            "binary": ({"PROGNOS_BIN": str(Path(tmp) / "no-such-prognos")}, "cargo build"),
+            "NAB folder": (
+                {"PROGNOS_BIN": env["PROGNOS_BIN"], "PROGNOS_NAB": str(Path(tmp) / "no-nab")},
+                "../shared/data/nab",
+            ),
+        }
         for path in notebooks():
             nb = nbformat.read(copy / path.name, as_version=4)
             first = next(c for c in nb.cells if c.cell_type == "code")
             nb.cells = [first]
             probe = copy / f"probe-{path.name}"
             nbformat.write(nb, probe)
-            try:
-                probe_env = {"PROGNOS_BIN": str(Path(tmp) / "no-such-prognos"), "PROGNOS_REPO": str(REPO)}
-                execute(probe, probe_env, copy)
-                failed.append(f"{path.name} (its first cell ran without a binary)")
-            except CellExecutionError as e:
-                if "cargo build" not in str(e):
-                    failed.append(f"{path.name} (no 'cargo build' in the first cell's error)")
+            for what, (probe_env, says) in missing.items():
+                try:
+                    execute(probe, {**probe_env, "PROGNOS_REPO": str(REPO)}, copy)
+                    failed.append(f"{path.name} (its first cell ran without a {what})")
+                except CellExecutionError as e:
+                    if says not in str(e):
+                        failed.append(f"{path.name} (no '{says}' in the first cell's error without a {what})")
         if not any("first cell" in f for f in failed):
-            print("notebooks: a missing binary stops each at its first cell with what to run")
+            print("notebooks: a missing binary or NAB folder stops each at its first cell with what to run")
     if failed:
         sys.exit(f"notebooks failed: {', '.join(failed)}")
 
