@@ -1,6 +1,8 @@
 //! The notifiers as the engine runs them: an [`AlertSink`] that outlives
-//! reloads. Each (re)load builds a new [`Notifier`] over the same store and
-//! metrics, stops the old one's loops and starts the new one's.
+//! reloads. The first configuration opens a [`Notifier`] (its core task loads
+//! the store); a reload keeps that core and what it holds, swaps the
+//! configuration it follows, stops the old deliver and bot loops and starts
+//! new ones on the new channels.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
