@@ -16,6 +16,7 @@ pub mod config;
 pub mod evaluate;
 pub mod explain;
 pub mod exposition;
+pub mod http_state;
 pub mod logging;
 pub mod modelled;
 pub mod nab_corpus;

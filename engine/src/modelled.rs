@@ -3,7 +3,7 @@
 //! new samples arrive; it asks for a refit when the model cannot update
 //! online or the series drifts out of its band.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use prognos_models::detector::{Detector, DetectorConfig};
 use prognos_models::forecast::linear::recent_trend;
@@ -54,6 +54,29 @@ pub const RESOLUTION_SHARE: f64 = 0.01;
 /// points fitted minus two: about Student's t over the normal quantile at
 /// 95 % (×2.2 at ν = 2, ×1.2 at ν = 10), and 1.0006 on three days of minutes.
 pub const SMALL_SAMPLE: f64 = 2.5;
+
+/// Points of a series' trail: its recent values, bands and scores, for the
+/// web UI's charts. The charts of notifications show as many
+/// ([`crate::explain::CHART_POINTS`]): 12 hours at a 5-minute step, at
+/// about 3.4 KiB a series.
+pub const TRAIL_POINTS: usize = 144;
+
+/// One point of a series' trail, in single precision (a chart's
+/// resolution): what arrived, the band it was expected in (NaN for points
+/// the model was fitted on) and its anomaly score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrailPoint {
+    /// Unix seconds.
+    pub t: i64,
+    /// The value (reset-corrected for a raw counter).
+    pub value: f32,
+    /// Lower end of the band expected for it.
+    pub lower: f32,
+    /// Upper end.
+    pub upper: f32,
+    /// Its anomaly score.
+    pub score: f32,
+}
 
 /// A series' labels.
 pub type Labels = BTreeMap<String, String>;
@@ -189,6 +212,8 @@ pub struct ModelledSeries {
     /// that cannot update online (a line) keeps its state, so its forecast
     /// for the next point is this many steps further along its path.
     behind: usize,
+    /// The latest [`TRAIL_POINTS`] points with their bands and scores.
+    trail: VecDeque<TrailPoint>,
 }
 
 /// The detector as the live engine runs it: the one configuration, the same as
@@ -363,8 +388,13 @@ impl ModelledSeries {
         };
         let mut detector = Detector::new(live_detector_config());
         let mut score = 0.0;
-        for &(t, v) in history {
+        let mut trail = VecDeque::with_capacity(TRAIL_POINTS);
+        let trail_from = history.len().saturating_sub(TRAIL_POINTS);
+        for (i, &(t, v)) in history.iter().enumerate() {
             score = detector.update(t, v);
+            if i >= trail_from {
+                push_trail(&mut trail, t, v, None, score);
+            }
         }
         let mut modelled = Self {
             labels,
@@ -390,6 +420,7 @@ impl ModelledSeries {
             bounds,
             resets: None,
             behind: 0,
+            trail,
         };
         // Already corrected: the correction starts with the next samples.
         modelled.absorb(&[(last_ts, last_value)], level);
@@ -510,6 +541,7 @@ impl ModelledSeries {
             refit |= self.provisional;
             self.score = self.detector.update(t, v);
             self.peak_score = self.peak_score.max(self.score);
+            push_trail(&mut self.trail, t, v, Some((lo, hi)), self.score);
             self.last_ts = t;
             self.last_value = v;
         }
@@ -520,6 +552,25 @@ impl ModelledSeries {
     /// floored and widened as [`ModelledSeries::fit`] says, within the bounds.
     pub fn forecast(&self, horizon: usize, level: Level) -> Forecast {
         self.band(horizon, level)
+    }
+
+    /// The latest points with their bands and scores, oldest first.
+    pub fn trail(&self) -> impl ExactSizeIterator<Item = &TrailPoint> {
+        self.trail.iter()
+    }
+
+    /// Keeps the trail of `old`, the model this one replaces, where it has
+    /// points: their bands are the ones they were scored against live,
+    /// which a refit's replay of the history cannot give back.
+    pub fn inherit_trail(&mut self, old: &ModelledSeries) {
+        let Some(last_old) = old.trail.back().map(|p| p.t) else {
+            return;
+        };
+        let mut trail = old.trail.clone();
+        trail.extend(self.trail.iter().filter(|p| p.t > last_old));
+        let excess = trail.len().saturating_sub(TRAIL_POINTS);
+        trail.drain(..excess);
+        self.trail = trail;
     }
 
     /// The model's name.
@@ -539,12 +590,34 @@ impl ModelledSeries {
     pub fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.model.size_bytes()
+            + self.trail.capacity() * std::mem::size_of::<TrailPoint>()
             + self
                 .labels
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 48)
                 .sum::<usize>()
     }
+}
+
+/// Appends a point to a trail of at most [`TRAIL_POINTS`].
+fn push_trail(
+    trail: &mut VecDeque<TrailPoint>,
+    t: i64,
+    v: f64,
+    band: Option<(f64, f64)>,
+    score: f64,
+) {
+    if trail.len() == TRAIL_POINTS {
+        trail.pop_front();
+    }
+    let (lower, upper) = band.unwrap_or((f64::NAN, f64::NAN));
+    trail.push_back(TrailPoint {
+        t,
+        value: v as f32,
+        lower: lower as f32,
+        upper: upper as f32,
+        score: score as f32,
+    });
 }
 
 #[cfg(test)]
@@ -557,6 +630,42 @@ mod tests {
         (from..n)
             .map(|i| (1_700_000_000 + 300 * i as i64, y[i]))
             .collect()
+    }
+
+    #[test]
+    fn the_trail_keeps_the_latest_points_with_their_bands_and_survives_a_refit() {
+        let level = Level::try_from(0.95).unwrap();
+        let spec = FitSpec::new(300, ModelKind::Auto, 12);
+        let all = samples(400, 0);
+        let mut s = ModelledSeries::fit(Labels::new(), &all[..300], &spec, 0).unwrap();
+        // Fitted: the history's scores, no band; the held-out point has one.
+        assert_eq!(s.trail().len(), TRAIL_POINTS);
+        let first: Vec<_> = s.trail().copied().collect();
+        assert!(first[0].lower.is_nan());
+        let last = first[TRAIL_POINTS - 1];
+        assert_eq!(last.t, all[299].0);
+        assert!(last.lower <= last.upper && last.lower.is_finite());
+        s.absorb(&all[300..310], level);
+        let trail: Vec<_> = s.trail().copied().collect();
+        assert_eq!(trail.len(), TRAIL_POINTS);
+        assert_eq!(trail[TRAIL_POINTS - 1].t, all[309].0);
+        assert!(
+            trail[TRAIL_POINTS - 10..]
+                .iter()
+                .all(|p| p.upper.is_finite())
+        );
+        // A refit replays the history without bands; the live ones are kept.
+        let mut refit = ModelledSeries::fit(Labels::new(), &all[..320], &spec, 0).unwrap();
+        refit.inherit_trail(&s);
+        let kept: Vec<_> = refit.trail().copied().collect();
+        assert_eq!(kept.len(), TRAIL_POINTS);
+        assert_eq!(kept[TRAIL_POINTS - 1].t, all[319].0);
+        assert!(kept.windows(2).all(|w| w[0].t < w[1].t));
+        assert!(
+            kept[TRAIL_POINTS - 20..]
+                .iter()
+                .all(|p| p.upper.is_finite())
+        );
     }
 
     #[test]

@@ -7,14 +7,14 @@
 //! `/-/ready` and the notifier's start-up resync read views and never wait for
 //! an evaluation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard, watch};
 
-use crate::alert::{Alert, RuleAlerts};
+use crate::alert::{Alert, AlertEvent, AlertStatus, RuleAlerts};
 use crate::config::Rule;
 use crate::evaluate::SeriesVerdict;
 use crate::modelled::{Labels, ModelledSeries};
@@ -30,6 +30,10 @@ pub enum Health {
     /// The last evaluation failed (see last_error).
     Err,
 }
+
+/// Alerts of a rule that ended (resolved, or pending and dropped) kept in
+/// memory for the web UI, newest last. Not stored: a restart forgets them.
+pub const PAST_ALERTS: usize = 50;
 
 /// Everything the engine keeps for one rule, owned by its group's task.
 #[derive(Debug)]
@@ -61,6 +65,50 @@ pub struct RuleRuntime {
     /// each had. A history query still returns their old samples, which
     /// must not bring them back (see the scheduler's `is_back`).
     pub dropped: HashMap<String, i64>,
+    /// The latest [`PAST_ALERTS`] alerts that ended, oldest first: resolved
+    /// ones with their `resolved_at`, and pending ones that never fired
+    /// with `resolved_at` set to when they were dropped.
+    pub past: VecDeque<Alert>,
+}
+
+impl RuleRuntime {
+    /// Records the alerts that ended in an evaluation at `now`: those of
+    /// `pending_before` (the pending alerts before it) that are gone, and
+    /// the resolved ones among `events`.
+    pub fn record_ended(&mut self, pending_before: Vec<Alert>, events: &[AlertEvent], now: i64) {
+        let gone = pending_before.into_iter().filter(|a| {
+            let k = crate::alert::state::key(&a.labels);
+            !self
+                .alerts
+                .all()
+                .any(|b| crate::alert::state::key(&b.labels) == k)
+        });
+        let ended: Vec<Alert> = gone
+            .map(|mut a| {
+                a.resolved_at = Some(now);
+                a
+            })
+            .chain(events.iter().filter_map(|e| match e {
+                AlertEvent::Resolved(a) => Some(a.clone()),
+                AlertEvent::Firing(_) => None,
+            }))
+            .collect();
+        for a in ended {
+            if self.past.len() == PAST_ALERTS {
+                self.past.pop_front();
+            }
+            self.past.push_back(a);
+        }
+    }
+
+    /// The pending alerts, for [`RuleRuntime::record_ended`].
+    pub fn pending(&self) -> Vec<Alert> {
+        self.alerts
+            .active()
+            .filter(|a| a.status == AlertStatus::Pending)
+            .cloned()
+            .collect()
+    }
 }
 
 /// A rule as the engine holds it: what never changes (id, group, rule), its
@@ -98,6 +146,7 @@ impl RuleHandle {
             last_error: None,
             verdicts: HashMap::new(),
             dropped: HashMap::new(),
+            past: VecDeque::new(),
         };
         let (view, _) = watch::channel(Arc::new(RuleView::of(&runtime)));
         Self {
@@ -146,6 +195,8 @@ pub struct RuleView {
     pub last_duration: Duration,
     /// Pending and firing alerts.
     pub alerts: Vec<Alert>,
+    /// Alerts that ended, newest first (see [`RuleRuntime::past`]).
+    pub past: Vec<Alert>,
     /// The modelled series, by label key.
     pub series: Vec<SeriesView>,
 }
@@ -173,6 +224,12 @@ pub struct SeriesView {
     pub expected: Option<(f64, f64, f64)>,
     /// The threshold crossing in words, when one is expected.
     pub eta_text: Option<String>,
+    /// Seconds to the crossing, with its earliest and latest (the band's).
+    pub eta_secs: Option<(i64, Option<i64>, Option<i64>)>,
+    /// Whether the rule's condition holds for it.
+    pub holds: bool,
+    /// When its model was fitted (Unix seconds).
+    pub fitted_at: i64,
 }
 
 impl RuleView {
@@ -191,6 +248,12 @@ impl RuleView {
                 score: s.score,
                 expected: s.expected,
                 eta_text: rt.verdicts.get(k).and_then(|v| v.eta_text.clone()),
+                eta_secs: rt.verdicts.get(k).and_then(|v| {
+                    v.eta_secs
+                        .map(|e| (e, v.eta_earliest_secs, v.eta_latest_secs))
+                }),
+                holds: rt.verdicts.get(k).is_some_and(|v| v.holds),
+                fitted_at: s.fitted_at,
             })
             .collect();
         series.sort_by(|a, b| a.key.cmp(&b.key));
@@ -203,6 +266,7 @@ impl RuleView {
             last_eval: rt.last_eval,
             last_duration: rt.last_duration,
             alerts: rt.alerts.active().cloned().collect(),
+            past: rt.past.iter().rev().cloned().collect(),
             series,
         }
     }

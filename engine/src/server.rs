@@ -34,37 +34,19 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use prognos_models::forecast::Level;
-use prognos_notifiers::secret::{Secret, constant_time_eq, excerpt, redact_url_str};
+use prognos_notifiers::secret::excerpt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{RwLock, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::alert::Alert;
 use crate::evaluate::{horizon_label, steps};
 use crate::exposition::CONTENT_TYPE;
-use crate::notify::NotifySink;
+pub use crate::http_state::{
+    AppState, ReloadRequest, SHOWN_ERROR_CHARS, ServerState, authorize, bearer_matches, shown_error,
+};
 pub use crate::rule_state::series_id;
-use crate::scheduler::{BAND_LEVEL, Engine, Health};
-
-/// A request to reload the configuration, answered with the outcome.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
-
-/// What the handlers share: the engine in force (swapped on reload) and,
-/// when enabled, the way to ask for a reload. `Debug` never prints the
-/// admin token (a [`Secret`]).
-#[derive(Debug)]
-pub struct ServerState {
-    /// The engine in force.
-    pub engine: RwLock<Arc<Engine>>,
-    /// Bearer token and channel for `POST /-/reload`; None: the endpoint is
-    /// off. The token also guards the other mutating endpoints (silences).
-    pub reload: Option<(Secret, mpsc::Sender<ReloadRequest>)>,
-    /// The notifications, for the silence, notification and remediation endpoints.
-    pub notify: Option<Arc<NotifySink>>,
-}
-
-/// The shared state of the handlers.
-pub type AppState = Arc<ServerState>;
+use crate::scheduler::{BAND_LEVEL, Health};
 
 /// How long a client may take to send a request's line and headers, from
 /// the moment the server waits for them. A client that trickles a header
@@ -103,11 +85,6 @@ pub const SHUTDOWN_GRACE: Duration = BODY_READ_TIMEOUT;
 /// How long the accept loop pauses after a failed accept (out of file
 /// descriptors, mostly), so it does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-
-/// Longest error string of another component shown in a response, in
-/// characters: a Prometheus or receiver error is a line or two; a longer
-/// one is cut rather than relayed whole.
-pub const SHOWN_ERROR_CHARS: usize = 1000;
 
 /// Longest answer of a failed `POST /-/reload`, in characters: every
 /// configuration error is one bounded line; this bounds their number.
@@ -237,46 +214,6 @@ async fn read_body(State(settings): State<ServerSettings>, req: Request, next: N
     }
 }
 
-/// An error string of another component as a response may show it: URLs
-/// in it redacted (user info, keys in the query) and cut to
-/// [`SHOWN_ERROR_CHARS`].
-pub fn shown_error(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(SHOWN_ERROR_CHARS));
-    let mut rest = text;
-    while let Some(start) = find_url(rest) {
-        out.push_str(&rest[..start]);
-        let len = rest[start..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
-            .unwrap_or(rest.len() - start);
-        // A trailing `)`, `,` or `.` belongs to the sentence, not the URL.
-        let url = rest[start..start + len].trim_end_matches([')', ',', '.', ';', ':']);
-        out.push_str(&redact_url_str(url));
-        rest = &rest[start + url.len()..];
-    }
-    out.push_str(rest);
-    excerpt(&out, SHOWN_ERROR_CHARS)
-}
-
-/// Where the first `http://` or `https://` URL of `text` starts.
-fn find_url(text: &str) -> Option<usize> {
-    let lower = text.to_ascii_lowercase();
-    match (lower.find("http://"), lower.find("https://")) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-impl ServerState {
-    /// State serving `engine`, without the reload endpoint.
-    pub fn new(engine: Arc<Engine>) -> AppState {
-        Arc::new(Self {
-            engine: RwLock::new(engine),
-            reload: None,
-            notify: None,
-        })
-    }
-}
-
 /// The router.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -297,39 +234,6 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/remediations", get(remediations))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-/// Checks the bearer token of a mutating request.
-fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some((token, _)) = &s.reload else {
-        return Err(Box::new(
-            (
-                StatusCode::FORBIDDEN,
-                "changes over HTTP are off: start prognos with --admin-token-file\n",
-            )
-                .into_response(),
-        ));
-    };
-    if !bearer_matches(token.expose(), headers) {
-        return Err(Box::new(
-            (
-                StatusCode::UNAUTHORIZED,
-                "a valid bearer token is required\n",
-            )
-                .into_response(),
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
-/// constant time whatever the lengths (the token guards changes).
-fn bearer_matches(token: &str, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
 }
 
 async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -805,8 +709,11 @@ async fn remediations(State(s): State<AppState>, Query(q): Query<AuditQuery>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::Engine;
+    use prognos_notifiers::secret::Secret;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
+    use tokio::sync::{RwLock, mpsc};
 
     /// Safety net of every wait below: a test that hangs fails instead.
     /// Never what is asserted.

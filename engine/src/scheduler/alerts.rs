@@ -70,6 +70,7 @@ impl Engine {
         now: i64,
         observed: Vec<Observation>,
     ) -> Vec<AlertEvent> {
+        let pending = rt.pending();
         let events = rt.alerts.eval(
             now,
             observed,
@@ -78,6 +79,7 @@ impl Engine {
                 keep_firing_for_secs: rt.rule.keep_firing_for.as_secs() as i64,
             },
         );
+        rt.record_ended(pending, &events, now);
         for status in [AlertStatus::Pending, AlertStatus::Firing] {
             let n = rt.alerts.active().filter(|a| a.status == status).count();
             let name = if status == AlertStatus::Pending {

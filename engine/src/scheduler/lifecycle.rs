@@ -167,7 +167,10 @@ impl Engine {
     pub(super) fn install_fits(&self, rt: &mut RuleRuntime, fitted: Vec<Fitted>) {
         for (k, r) in fitted {
             match r {
-                Ok(Ok(m)) => {
+                Ok(Ok(mut m)) => {
+                    if let Some(old) = rt.series.get(&k) {
+                        m.inherit_trail(old);
+                    }
                     rt.series.insert(k, m);
                 }
                 Err(panic) => {
