@@ -111,3 +111,68 @@ pub fn bearer_matches(token: &str, headers: &HeaderMap) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
 }
+
+impl ServerState {
+    /// The notifier in force, if notifications are configured.
+    pub fn notifier(&self) -> Option<prognos_notifiers::notifier::Notifier> {
+        self.notify.as_ref().and_then(|n| n.current())
+    }
+
+    /// Whether `given` is the admin token, compared in constant time; false
+    /// when changes over HTTP are off.
+    pub fn token_matches(&self, given: &str) -> bool {
+        self.reload
+            .as_ref()
+            .is_some_and(|(t, _)| constant_time_eq(given.as_bytes(), t.expose().as_bytes()))
+    }
+}
+
+/// A silence asked for over HTTP (the API's JSON or the UI's form).
+#[derive(Debug, Default)]
+pub struct SilenceRequest {
+    /// Matcher texts (`a="b", c=~"d"`), each possibly several.
+    pub matchers: Vec<String>,
+    /// How long from now (`2h`), unless `ends_at` is given.
+    pub duration: Option<String>,
+    /// RFC 3339 end.
+    pub ends_at: Option<String>,
+    /// Who asks.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+}
+
+/// Adds the silence `req` asks for at `now`; its id, or what is wrong with
+/// the request (which field, what was expected) or the notifier's refusal.
+pub async fn add_silence(
+    n: &prognos_notifiers::notifier::Notifier,
+    req: SilenceRequest,
+    now: i64,
+) -> Result<String, String> {
+    let mut matchers = Vec::new();
+    for t in &req.matchers {
+        matchers.extend(
+            prognos_notifiers::matcher::parse_matchers(t).map_err(|e| format!("matchers: {e}"))?,
+        );
+    }
+    if matchers.is_empty() {
+        return Err("matchers: give at least one, e.g. service=\"mes-api\"".to_string());
+    }
+    let ends_at = match (req.duration.as_deref(), req.ends_at.as_deref()) {
+        (Some(d), None) => {
+            let d = crate::config::parse_duration(d).map_err(|e| format!("duration: {e}"))?;
+            now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        }
+        (None, Some(t)) => {
+            crate::timestamp::parse(t)
+                .map_err(|e| format!("endsAt: {e}"))?
+                .0
+        }
+        _ => {
+            return Err("give exactly one of duration (\"2h\") and endsAt (RFC 3339)".to_string());
+        }
+    };
+    n.add_silence(matchers, now, ends_at, &req.created_by, &req.comment)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -30,3 +30,4 @@ pub mod source;
 pub mod suite;
 pub mod table;
 pub mod timestamp;
+pub mod ui;

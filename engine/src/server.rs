@@ -43,7 +43,8 @@ use crate::alert::Alert;
 use crate::evaluate::{horizon_label, steps};
 use crate::exposition::CONTENT_TYPE;
 pub use crate::http_state::{
-    AppState, ReloadRequest, SHOWN_ERROR_CHARS, ServerState, authorize, bearer_matches, shown_error,
+    AppState, ReloadRequest, SHOWN_ERROR_CHARS, ServerState, SilenceRequest, authorize,
+    bearer_matches, shown_error,
 };
 pub use crate::rule_state::series_id;
 use crate::scheduler::{BAND_LEVEL, Health};
@@ -232,6 +233,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/remediations", get(remediations))
+        .merge(crate::ui::routes())
+        .fallback(crate::ui::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -529,7 +532,7 @@ fn not_found(id: &str) -> Response {
 }
 
 fn notifier(s: &ServerState) -> Result<prognos_notifiers::notifier::Notifier, Box<Response>> {
-    s.notify.as_ref().and_then(|n| n.current()).ok_or_else(|| {
+    s.notifier().ok_or_else(|| {
         Box::new((
             StatusCode::NOT_FOUND,
             Json(
@@ -602,45 +605,17 @@ async fn add_silence(
             );
         }
     };
-    let texts = match req.matchers {
-        MatcherInput::One(t) => vec![t],
-        MatcherInput::Many(v) => v,
-    };
-    let mut matchers = Vec::new();
-    for t in &texts {
-        match prognos_notifiers::matcher::parse_matchers(t) {
-            Ok(m) => matchers.extend(m),
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("matchers: {e}")),
-        }
-    }
-    let now = crate::timestamp::unix_now();
-    let ends_at = match (&req.duration, &req.ends_at) {
-        (Some(d), None) => match crate::config::parse_duration(d) {
-            Ok(d) => now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("duration: {e}")),
+    let req = SilenceRequest {
+        matchers: match req.matchers {
+            MatcherInput::One(t) => vec![t],
+            MatcherInput::Many(v) => v,
         },
-        (None, Some(t)) => match crate::timestamp::parse(t) {
-            Ok((t, _)) => t,
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("endsAt: {e}")),
-        },
-        _ => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of duration (\"2h\") and endsAt (RFC 3339)",
-            );
-        }
+        duration: req.duration,
+        ends_at: req.ends_at,
+        created_by: req.created_by.unwrap_or_else(|| "api".to_string()),
+        comment: req.comment.unwrap_or_default(),
     };
-    let by = req.created_by.unwrap_or_else(|| "api".to_string());
-    match n
-        .add_silence(
-            matchers,
-            now,
-            ends_at,
-            &by,
-            req.comment.as_deref().unwrap_or(""),
-        )
-        .await
-    {
+    match crate::http_state::add_silence(&n, req, crate::timestamp::unix_now()).await {
         Ok(id) => Json(serde_json::json!({"status": "success", "data": {"silenceId": id}}))
             .into_response(),
         Err(e) => api_error(StatusCode::BAD_REQUEST, e),

@@ -205,7 +205,7 @@ async fn predicts_alerts_ahead_survives_restart_and_outage() {
     assert!(x.history.len() > 10, "{} history points", x.history.len());
     assert!(!x.forecast.is_empty() && x.forecast[0].t > x.history.last().unwrap().0);
     assert!(
-        a.generator_url.contains("/api/v1/series/"),
+        a.generator_url.contains("/series/") && !a.generator_url.contains("/api/"),
         "{}",
         a.generator_url
     );

@@ -300,6 +300,13 @@ async fn no_secret_reaches_logs_metrics_api_or_errors() {
         "/api/v1/notifications".to_string(),
         "/api/v1/remediations".to_string(),
         "/api/v1/remediations?limit=99999999999999999999999".to_string(),
+        // The web UI's pages.
+        "/".to_string(),
+        format!("/series/{id}"),
+        "/series/nope".to_string(),
+        "/alerts".to_string(),
+        "/deliveries".to_string(),
+        "/no-such-page".to_string(),
     ] {
         for token in [None, Some(C.admin)] {
             let got = get_text(&http, &format!("{base}{path}"), token).await;
@@ -319,6 +326,9 @@ async fn no_secret_reaches_logs_metrics_api_or_errors() {
         .unwrap()
         .1;
     assert!(outbox.1.contains("lastError"), "{}", outbox.1);
+    // The web UI's deliveries page shows the same call and its result.
+    let page = &seen.iter().find(|(p, _)| p == "/deliveries").unwrap().1;
+    assert!(page.1.contains("expand-disk"), "{}", page.1);
 
     // Mutating endpoints: refused without or with a wrong token, and what
     // they answer with the right one.
@@ -333,6 +343,26 @@ async fn no_secret_reaches_logs_metrics_api_or_errors() {
         seen.push((
             "POST /api/v1/silences".into(),
             (r.status().as_u16(), r.text().await.unwrap()),
+        ));
+        // The web UI's form: the token travels in the body.
+        let r = http
+            .post(format!("{base}/alerts/silences"))
+            .form(&[
+                ("token", token.unwrap_or("")),
+                ("matchers", "service=\"shop-db\""),
+                ("duration", "1h"),
+                ("comment", "from the page"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        // With the token: 303 to /alerts, which the client follows.
+        let want = if token == Some(C.admin) { 200 } else { 401 };
+        assert_eq!(status, want, "the page's silence form with {token:?}");
+        seen.push((
+            "POST /alerts/silences".into(),
+            (status, r.text().await.unwrap()),
         ));
         let mut req = http.post(format!("{base}/-/reload"));
         if let Some(t) = token {

@@ -168,7 +168,7 @@ impl Engine {
                 let series_key = series_of.get(&crate::alert::state::key(&a.labels));
                 let url = match series_key {
                     Some(k) => format!(
-                        "{}/api/v1/series/{}/forecast",
+                        "{}/series/{}",
                         self.config.external_url,
                         series_id(&rt.id, k)
                     ),

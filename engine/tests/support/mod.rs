@@ -12,6 +12,8 @@
 //!   records what it gets.
 //! - [`dashboards`]: [`dashboard_queries`], the PromQL of the Grafana
 //!   dashboards with Grafana's variables substituted.
+//! - [`webdriver`]: [`webdriver::Browser`], Debian's headless Chromium
+//!   driven through chromedriver, for the web UI's tests.
 //! - [`deploy`]: the deployment tests' helpers: the compose file, the
 //!   rendered Kubernetes manifests, the files their containers mount, and
 //!   the promtool, amtool and `prognos check` runs.
@@ -24,6 +26,7 @@ pub mod deploy;
 pub mod http_peer;
 pub mod openmetrics;
 pub mod prometheus;
+pub mod webdriver;
 pub mod webhook;
 
 pub use dashboards::{DashboardQuery, dashboard_queries};

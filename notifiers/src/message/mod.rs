@@ -327,7 +327,7 @@ mod tests {
                 "<a href=\"https://grafana.example/d/mes?viewPanel=4\">Grafana panel</a>"
             )
         );
-        assert!(r.telegram_html.contains(">forecast in prognos</a>"));
+        assert!(r.telegram_html.contains(">this series in prognos</a>"));
         assert!(r.telegram_html.contains("🔥 <b>MesQueueBacklog</b>"));
         assert!(
             r.telegram_html

@@ -64,7 +64,7 @@ impl<'a> View<'a> {
             links.push(("Grafana panel", u));
         }
         if let Some(u) = web_url(&a.generator_url) {
-            links.push(("forecast in prognos", u));
+            links.push(("this series in prognos", u));
         }
         Self {
             firing,
