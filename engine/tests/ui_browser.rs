@@ -41,8 +41,9 @@ const RULES: &str = r#"groups:
           summary: 'Disk {{ $labels.mount }} full in {{ $eta }} <b onmouseover=window.pwned=3>'
 "#;
 
-/// Three days of two disks: the shop's filling 10 GB a day from 50 GB (at
-/// ~80 GB now, 88 GB within a day), and a quiet one with a hostile label.
+/// Three days of two disks with a daily wiggle and noise: the shop's filling
+/// 10 GB a day from 50 GB (at ~80 GB now, 88 GB within a day), and a quiet
+/// one with a hostile label.
 fn history(end: i64) -> String {
     let start = end - 3 * DAY;
     let disk = |base: f64, per_day: f64| -> Vec<(i64, f64)> {
@@ -50,7 +51,11 @@ fn history(end: i64) -> String {
             .map(|k| {
                 let t = start + k * STEP;
                 let days = (t - start) as f64 / DAY as f64;
-                (t, base + per_day * days + ((k * 7919) % 17) as f64 * 1e7)
+                let daily = (std::f64::consts::TAU * days).sin() * per_day * 0.05;
+                (
+                    t,
+                    base + per_day * days + daily + ((k * 7919) % 17) as f64 * 2e7,
+                )
             })
             .collect()
     };

@@ -26,6 +26,8 @@ pub mod format;
 pub mod overview;
 pub mod page;
 pub mod series;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

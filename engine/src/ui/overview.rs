@@ -141,7 +141,7 @@ pub fn alert_table(views: &[Arc<RuleView>], now: i64) -> Markup {
                                 }
                             }
                             td.eta {
-                                @if let Some(words) = s.and_then(|s| eta_words(s)) {
+                                @if let Some(words) = s.and_then(eta_words) {
                                     (words)
                                 } @else if let Some(s) = s {
                                     "score " (score(s.score))
