@@ -388,3 +388,55 @@ fn every_dashboard_panel_queries_prometheus_with_valid_promql() {
         assert!(rules_shown.contains(rule), "no panel shows {rule}");
     }
 }
+
+#[test]
+fn every_prediction_panel_links_to_its_rules_in_the_prognos_ui() {
+    let root = repo();
+    let d = dashboards::read_dashboard(&root.join("deploy/grafana/dashboards/predictions.json"));
+    let vars = dashboards::template_values(&d);
+    assert!(
+        vars.iter()
+            .any(|(n, v)| n == "prognos_ui" && v.starts_with("http")),
+        "the prognos_ui variable: {vars:?}"
+    );
+    let rules = rule_ids();
+    let mut linked = BTreeSet::new();
+    for p in dashboards::panels(&d) {
+        if p["type"] == "row" {
+            continue;
+        }
+        let links = p["links"].as_array().cloned().unwrap_or_default();
+        assert!(!links.is_empty(), "panel {:?} has no link", p["title"]);
+        for l in links {
+            let url = l["url"].as_str().unwrap_or_default();
+            let rest = url
+                .strip_prefix("${prognos_ui}/")
+                .unwrap_or_else(|| panic!("panel {:?} links elsewhere: {url}", p["title"]));
+            if let Some(rule) = rest.strip_prefix("rules/") {
+                assert!(
+                    rules.contains(rule),
+                    "{:?} links to no rule: {url}",
+                    p["title"]
+                );
+                // A panel that queries a rule's predictions links to that rule.
+                let exprs: Vec<_> = p["targets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["expr"].as_str())
+                    .collect();
+                let (group, name) = rule.split_once('/').unwrap();
+                assert!(
+                    exprs
+                        .iter()
+                        .any(|e| e.contains(rule) || (e.contains(group) && e.contains(name))),
+                    "{:?} links to {rule} but does not query it",
+                    p["title"]
+                );
+                linked.insert(rule.to_string());
+            }
+        }
+    }
+    // Every rule with a prediction on this dashboard is one click away.
+    assert!(linked.len() >= 8, "{linked:?}");
+}
