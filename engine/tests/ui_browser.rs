@@ -274,6 +274,15 @@ async fn every_page_in_a_real_browser() {
     b.goto(&format!("{base}{hostile}")).await.unwrap();
     let h1 = b.find("h1").await.unwrap().text().await.unwrap();
     assert!(h1.contains(HOSTILE), "{h1}");
+    // Its history was asked for alone, hostile values and all, and came.
+    let source = b
+        .find("#history-source")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(source.ends_with("points from Prometheus"), "{source}");
     nothing_ran(&b, "the hostile series' page").await;
     no_console_errors(&b, "the hostile series' page").await;
 
@@ -403,9 +412,15 @@ async fn every_page_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    b.wait_for_url(|u| u.ends_with("/alerts"), WAIT)
-        .await
-        .unwrap();
+    // The page posts, then is sent back to /alerts (where it already was).
+    let created = eventually(15, async || {
+        b.find_all("tr.silence[data-active='true']")
+            .await
+            .is_ok_and(|v| v.len() == 1)
+    })
+    .await;
+    assert!(created, "the silence is listed");
+    assert!(b.current_url().await.unwrap().ends_with("/alerts"));
     let silences = b.find_all("tr.silence[data-active='true']").await.unwrap();
     assert_eq!(silences.len(), 1, "the silence is listed");
     let row = silences[0].text().await.unwrap();

@@ -8,12 +8,14 @@
 //!   retrying can help.
 //! - [`response`]: parsing the JSON envelope ([`response::parse`]), with
 //!   bounded warnings and error messages.
+//! - [`narrow`]: a rule's expression narrowed to one of its series.
 //! - `chunk`, `retry`: splitting long ranges under Prometheus's 11,000-point
 //!   limit, backoff with full jitter.
 
 mod chunk;
 pub mod client;
 pub mod error;
+pub mod narrow;
 pub mod response;
 mod retry;
 pub mod settings;

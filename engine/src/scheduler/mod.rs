@@ -251,6 +251,8 @@ impl Engine {
     /// The recent history of one series of `rule` from Prometheus: the
     /// rule's expression over `[end - window, end]` at its step, the series
     /// with exactly `labels`. Empty when Prometheus no longer has it.
+    /// Prometheus is asked for that series alone, not every series of the
+    /// rule ([`crate::prom::narrow`]).
     pub async fn recent_history(
         &self,
         rule: &Rule,
@@ -259,9 +261,14 @@ impl Engine {
         window: i64,
     ) -> Result<Vec<(i64, f64)>, PromError> {
         let step = rule.step.as_secs().max(1) as i64;
+        let expr = if self.client.full_promql() {
+            crate::prom::narrow::one_series(&rule.expr, labels)
+        } else {
+            rule.expr.clone()
+        };
         let r = self
             .client
-            .query_range(&rule.expr, align(end - window, step), end, step)
+            .query_range(&expr, align(end - window, step), end, step)
             .await?;
         Ok(r.data
             .into_iter()

@@ -33,6 +33,13 @@ pub trait Source: Send + Sync {
         expr: &'a str,
         time: Option<i64>,
     ) -> SourceFuture<'a, QueryResult<Vec<InstantSample>>>;
+
+    /// Whether it evaluates full PromQL, so that one series' history can be
+    /// asked for alone ([`crate::prom::narrow::one_series`]); a source that
+    /// cannot answers the whole expression, filtered by the caller.
+    fn full_promql(&self) -> bool {
+        false
+    }
 }
 
 impl Source for PromClient {
@@ -53,6 +60,10 @@ impl Source for PromClient {
     ) -> SourceFuture<'a, QueryResult<Vec<InstantSample>>> {
         Box::pin(PromClient::query(self, expr, time))
     }
+
+    fn full_promql(&self) -> bool {
+        true
+    }
 }
 
 impl<S: Source + ?Sized> Source for Arc<S> {
@@ -72,5 +83,9 @@ impl<S: Source + ?Sized> Source for Arc<S> {
         time: Option<i64>,
     ) -> SourceFuture<'a, QueryResult<Vec<InstantSample>>> {
         (**self).query(expr, time)
+    }
+
+    fn full_promql(&self) -> bool {
+        (**self).full_promql()
     }
 }

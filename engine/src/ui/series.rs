@@ -442,6 +442,13 @@ pub fn render(p: &SeriesPage) -> Markup {
                         }
                     }
                     dt { "Anomaly score" } dd { (score(s.score)) }
+                    dt { "History shown" } dd #history-source {
+                        @match &p.history {
+                            Ok(h) if !h.is_empty() => { (h.len()) " points from Prometheus" }
+                            Ok(_) => { "Prometheus has none in this window; the engine's own " (p.trail.len()) " recent points" }
+                            Err(_) => { "the engine's own " (p.trail.len()) " recent points (Prometheus did not answer)" }
+                        }
+                    }
                 }
                 @if let Some(f) = fan95 {
                     h2 { "Forecast" }
