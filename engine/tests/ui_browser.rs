@@ -423,6 +423,17 @@ async fn every_page_in_a_real_browser() {
     assert!(b.current_url().await.unwrap().ends_with("/alerts"));
     let silences = b.find_all("tr.silence[data-active='true']").await.unwrap();
     assert_eq!(silences.len(), 1, "the silence is listed");
+    let muted = b
+        .find("#alerts-active tr.alert")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        muted.contains("silenced"),
+        "the alert shows as silenced: {muted}"
+    );
     let row = silences[0].text().await.unwrap();
     assert!(
         row.contains("service=\"shop-db\"") && row.contains("<i>disk work</i>"),

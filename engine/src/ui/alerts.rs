@@ -61,7 +61,7 @@ pub fn render(
             @if let Some(e) = &flash.error { p.error #flash { (e) } }
             section #active {
                 h2 { "Pending and firing" }
-                (alert_table(views, now))
+                (alert_table(views, silences.unwrap_or_default(), now))
             }
             section #ended {
                 h2 { "Recently ended" }

@@ -65,9 +65,13 @@ async fn views(s: &AppState) -> Vec<std::sync::Arc<RuleView>> {
 
 async fn overview_page(State(s): State<AppState>) -> Response {
     let views = views(&s).await;
+    let silences = match s.notifier() {
+        Some(n) => Some(n.silences().await),
+        None => None,
+    };
     respond(
         StatusCode::OK,
-        overview::overview(&views, unix_now(), s.notifier().is_some()),
+        overview::overview(&views, silences.as_deref(), unix_now()),
     )
 }
 

@@ -105,8 +105,13 @@ pub fn eta_words(s: &SeriesView) -> Option<String> {
     })
 }
 
-/// The table of active alerts of `views`.
-pub fn alert_table(views: &[Arc<RuleView>], now: i64) -> Markup {
+/// The table of active alerts of `views`, marking those an active silence
+/// in `silences` mutes.
+pub fn alert_table(
+    views: &[Arc<RuleView>],
+    silences: &[prognos_notifiers::silence::Silence],
+    now: i64,
+) -> Markup {
     let rows: Vec<(&RuleView, &Alert, Option<&SeriesView>)> = views
         .iter()
         .flat_map(|v| {
@@ -126,7 +131,12 @@ pub fn alert_table(views: &[Arc<RuleView>], now: i64) -> Markup {
                 tbody {
                     @for (v, a, s) in &rows {
                         tr.alert data-state=(format!("{:?}", a.status).to_lowercase()) {
-                            td { (status_badge(a)) }
+                            td {
+                                (status_badge(a))
+                                @if silences.iter().any(|m| m.mutes(&a.labels, now)) {
+                                    " " span.badge.ended.silenced { "silenced" }
+                                }
+                            }
                             td {
                                 a href=(rule_href(&v.id)) { (v.rule.name) }
                                 @if let Some(summary) = a.annotations.get("summary") {
@@ -156,8 +166,14 @@ pub fn alert_table(views: &[Arc<RuleView>], now: i64) -> Markup {
     }
 }
 
-/// The overview of `views` at `now`.
-pub fn overview(views: &[Arc<RuleView>], now: i64, notifications: bool) -> Markup {
+/// The overview of `views` at `now`; `silences` is None when notifications
+/// are not configured.
+pub fn overview(
+    views: &[Arc<RuleView>],
+    silences: Option<&[prognos_notifiers::silence::Silence]>,
+    now: i64,
+) -> Markup {
+    let notifications = silences.is_some();
     let mut groups: BTreeMap<&str, Vec<&RuleView>> = BTreeMap::new();
     for v in views {
         groups.entry(v.group.as_str()).or_default().push(v);
@@ -205,7 +221,7 @@ pub fn overview(views: &[Arc<RuleView>], now: i64, notifications: bool) -> Marku
             }
             section #active {
                 h2 { "Pending and firing" }
-                (alert_table(views, now))
+                (alert_table(views, silences.unwrap_or_default(), now))
             }
             section #anomalous {
                 h2 { "Most anomalous now" }
