@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{CannedPeer, Prometheus, disk_filling, free_port, now_secs};
+use support::{CannedPeer, Prognos, Prometheus, disk_filling, eventually, free_port, now_secs};
 
 #[path = "../../notifiers/tests/support/smtp.rs"]
 mod smtp;
@@ -176,16 +176,6 @@ remediation:
     path
 }
 
-/// `prognos run` as a child writing its log to a file; killed when dropped.
-struct Prognos(std::process::Child);
-
-impl Drop for Prognos {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn get_text(http: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, String) {
     let mut req = http.get(url);
     if let Some(t) = token {
@@ -193,17 +183,6 @@ async fn get_text(http: &reqwest::Client, url: &str, token: Option<&str>) -> (u1
     }
     let r = req.send().await.expect("prognos answers");
     (r.status().as_u16(), r.text().await.unwrap_or_default())
-}
-
-/// Polls `f` every 250 ms for up to `secs` seconds until it holds.
-async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..secs * 4 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::webdriver::Browser;
-use support::{CannedPeer, Prometheus, free_port, now_secs, openmetrics_gauges};
+use support::{
+    CannedPeer, Prognos, Prometheus, eventually, free_port, now_secs, openmetrics_gauges,
+};
 
 const STEP: i64 = 300;
 /// How long a page may take to load after a click.
@@ -113,27 +115,6 @@ remediation:
     path
 }
 
-/// `prognos run` as a child writing its log to a file; killed when dropped.
-struct Prognos(std::process::Child);
-
-impl Drop for Prognos {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `f` every 250 ms for up to `secs` seconds until it holds.
-async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..secs * 4 {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    false
-}
-
 fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots")
 }
@@ -169,6 +150,23 @@ async fn nothing_ran(b: &Browser, page: &str) {
     );
     let injected = b.find_all("img[src='x'], b[onmouseover]").await.unwrap();
     assert!(injected.is_empty(), "{page}: a label became markup");
+}
+
+/// Fills the page's new-silence form (shop DB, 1 h) with `token` and submits it.
+async fn submit_silence(b: &Browser, token: &str) {
+    let form = b.find("#new-silence").await.unwrap();
+    for (name, text) in [
+        ("matchers", "service=\"shop-db\""),
+        ("duration", "1h"),
+        ("created_by", "browser test"),
+        ("comment", "<i>disk work</i>"),
+        ("token", token),
+    ] {
+        let f = form.find(&format!("input[name='{name}']")).await.unwrap();
+        f.clear().await.unwrap();
+        f.send_keys(text).await.unwrap();
+    }
+    form.find("button").await.unwrap().click().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,24 +357,7 @@ async fn every_page_in_a_real_browser() {
         1
     );
     assert!(b.find_all("tr.silence").await.unwrap().is_empty());
-    let form = b.find("#new-silence").await.unwrap();
-    let field = async |name: &str, text: &str| {
-        let f = form
-            .find_all(&format!("input[name='{name}']"))
-            .await
-            .unwrap();
-        f[0].clear().await.unwrap();
-        f[0].send_keys(text).await.unwrap();
-    };
-    field("matchers", "service=\"shop-db\"").await;
-    field("duration", "1h").await;
-    field("created_by", "browser test").await;
-    field("comment", "<i>disk work</i>").await;
-    field("token", "not-the-token").await;
-    form.find_all("button").await.unwrap()[0]
-        .click()
-        .await
-        .unwrap();
+    submit_silence(&b, "not-the-token").await;
     b.wait_for_url(|u| u.ends_with("/alerts/silences"), WAIT)
         .await
         .unwrap();
@@ -394,24 +375,7 @@ async fn every_page_in_a_real_browser() {
         b.find_all("tr.silence").await.unwrap().is_empty(),
         "a wrong token changed nothing"
     );
-    let form = b.find("#new-silence").await.unwrap();
-    let field = async |name: &str, text: &str| {
-        let f = form
-            .find_all(&format!("input[name='{name}']"))
-            .await
-            .unwrap();
-        f[0].clear().await.unwrap();
-        f[0].send_keys(text).await.unwrap();
-    };
-    field("matchers", "service=\"shop-db\"").await;
-    field("duration", "1h").await;
-    field("created_by", "browser test").await;
-    field("comment", "<i>disk work</i>").await;
-    field("token", ADMIN).await;
-    form.find_all("button").await.unwrap()[0]
-        .click()
-        .await
-        .unwrap();
+    submit_silence(&b, ADMIN).await;
     // The page posts, then is sent back to /alerts (where it already was).
     let created = eventually(15, async || {
         b.find_all("tr.silence[data-active='true']")

@@ -10,6 +10,8 @@
 //!   response (a proxy's HTML page, a 503).
 //! - [`webhook`]: [`WebhookReceiver`], an idempotent webhook receiver that
 //!   records what it gets.
+//! - [`child`]: [`Prognos`], `prognos run` as a child killed on drop, and
+//!   [`eventually`].
 //! - [`dashboards`]: [`dashboard_queries`], the PromQL of the Grafana
 //!   dashboards with Grafana's variables substituted.
 //! - [`webdriver`]: [`webdriver::Browser`], Debian's headless Chromium
@@ -21,6 +23,7 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod child;
 pub mod dashboards;
 pub mod deploy;
 pub mod http_peer;
@@ -29,6 +32,7 @@ pub mod prometheus;
 pub mod webdriver;
 pub mod webhook;
 
+pub use child::{Prognos, eventually};
 pub use dashboards::{DashboardQuery, dashboard_queries};
 pub use http_peer::CannedPeer;
 pub use openmetrics::{GaugeSeries, disk_filling, now_secs, openmetrics_gauges};
