@@ -661,11 +661,22 @@ mod tests {
         assert_eq!(kept.len(), TRAIL_POINTS);
         assert_eq!(kept[TRAIL_POINTS - 1].t, all[319].0);
         assert!(kept.windows(2).all(|w| w[0].t < w[1].t));
+        // Points the old model scored live keep their bands; those only the
+        // refit replayed (310–318 here, never absorbed live) have none; the
+        // refit's held-out last point has its own.
+        let live_until = all[309].0;
         assert!(
             kept[TRAIL_POINTS - 20..]
                 .iter()
+                .filter(|p| p.t <= live_until)
                 .all(|p| p.upper.is_finite())
         );
+        assert!(
+            kept.iter()
+                .filter(|p| p.t > live_until && p.t < all[319].0)
+                .all(|p| p.upper.is_nan())
+        );
+        assert!(kept[TRAIL_POINTS - 1].upper.is_finite());
     }
 
     #[test]
