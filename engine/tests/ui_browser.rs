@@ -384,7 +384,12 @@ async fn every_page_in_a_real_browser() {
     })
     .await;
     assert!(created, "the silence is listed");
-    assert!(b.current_url().await.unwrap().ends_with("/alerts"));
+    assert!(b.current_url().await.unwrap().contains("/alerts?created="));
+    let flash = b.find("#flash").await.unwrap().text().await.unwrap();
+    assert!(
+        flash.starts_with("Silence ") && flash.ends_with(" created."),
+        "{flash}"
+    );
     let silences = b.find_all("tr.silence[data-active='true']").await.unwrap();
     assert_eq!(silences.len(), 1, "the silence is listed");
     let muted = b
@@ -423,6 +428,8 @@ async fn every_page_in_a_real_browser() {
         .await,
         "the silence was expired"
     );
+    let flash = b.find("#flash").await.unwrap().text().await.unwrap();
+    assert!(flash.ends_with(" expired."), "{flash}");
     let api = http
         .get(format!("{base}/api/v1/silences"))
         .send()

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -141,9 +141,28 @@ pub fn render(
     )
 }
 
+/// What `GET /alerts` is told after a change: `?created=<id>` or
+/// `?expired=<id>` (a silence id: short hex).
+#[derive(Debug, Default, Deserialize)]
+pub struct Done {
+    created: Option<String>,
+    expired: Option<String>,
+}
+
+/// Whether `id` looks like a silence id (so the page never repeats
+/// arbitrary text from its URL).
+fn is_silence_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// `GET /alerts`.
-pub async fn page(State(s): State<AppState>) -> Response {
-    show(&s, Flash::default(), StatusCode::OK).await
+pub async fn page(State(s): State<AppState>, Query(d): Query<Done>) -> Response {
+    let done = match (d.created, d.expired) {
+        (Some(id), _) if is_silence_id(&id) => Some(format!("Silence {id} created.")),
+        (_, Some(id)) if is_silence_id(&id) => Some(format!("Silence {id} expired.")),
+        _ => None,
+    };
+    show(&s, Flash { done, error: None }, StatusCode::OK).await
 }
 
 async fn show(s: &AppState, flash: Flash, status: StatusCode) -> Response {
@@ -248,7 +267,7 @@ pub async fn create(State(s): State<AppState>, Form(f): Form<NewSilenceForm>) ->
         add_silence(&n, req, unix_now()).await
     };
     match outcome {
-        Ok(_) => see_other("/alerts"),
+        Ok(id) => see_other(&format!("/alerts?created={id}")),
         Err(e) => {
             show(
                 &s,
@@ -280,7 +299,7 @@ pub async fn expire(
         None => Err("notifications are not configured".to_string()),
     };
     match outcome {
-        Ok(()) => see_other("/alerts"),
+        Ok(()) => see_other(&format!("/alerts?expired={id}")),
         Err(e) => {
             show(
                 &s,
