@@ -76,13 +76,9 @@ impl RuleRuntime {
     /// `pending_before` (the pending alerts before it) that are gone, and
     /// the resolved ones among `events`.
     pub fn record_ended(&mut self, pending_before: Vec<Alert>, events: &[AlertEvent], now: i64) {
-        let gone = pending_before.into_iter().filter(|a| {
-            let k = crate::alert::state::key(&a.labels);
-            !self
-                .alerts
-                .all()
-                .any(|b| crate::alert::state::key(&b.labels) == k)
-        });
+        let gone = pending_before
+            .into_iter()
+            .filter(|a| !self.alerts.contains(&crate::alert::state::key(&a.labels)));
         let ended: Vec<Alert> = gone
             .map(|mut a| {
                 a.resolved_at = Some(now);

@@ -242,6 +242,11 @@ impl RuleAlerts {
     pub fn all(&self) -> impl Iterator<Item = &Alert> {
         self.alerts.values()
     }
+
+    /// Whether an alert with this label key ([`key`]) is kept, whatever its status.
+    pub fn contains(&self, key: &str) -> bool {
+        self.alerts.contains_key(key)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Numbers, times and label sets as the pages print them.
 
 use maud::{Markup, html};
-use prognos_notifiers::number::short_number;
 
 use crate::modelled::Labels;
 use crate::ui::chart::{Unit, format_value};
@@ -41,17 +40,10 @@ pub fn unit_of(expr: &str) -> Unit {
     }
 }
 
-/// A value in `unit`, "—" when not finite.
+/// A value in `unit`, "—" when not finite: the charts' own format, so a
+/// page's text and its axes read alike.
 pub fn value(v: f64, unit: Unit) -> String {
-    if unit == Unit::Plain {
-        if v.is_finite() {
-            short_number(v)
-        } else {
-            "—".to_string()
-        }
-    } else {
-        format_value(v, unit)
-    }
+    format_value(v, unit)
 }
 
 /// An anomaly score, two decimals.
